@@ -1,0 +1,24 @@
+//! normlake: Kafka → per-key windowed normalization → Hive-partitioned Parquet.
+//!
+//! # Layout
+//! Modules follow the data, and each owns one concern:
+//! - [`config`]: the TOML file, environment overrides, validation that reports every error.
+//! - [`source`]: the Kafka consumer; the only module that knows rdkafka.
+//! - [`decode`]: message bytes → typed fields, or a dead-letter reason.
+//! - [`normalize`]: the statistics (pure, synchronous, no I/O); knows nothing of Kafka or files.
+//! - [`sink`]: rows → Arrow → Parquet files, partitioned and rolled; knows nothing of Kafka.
+//! - [`lake`]: the table's layout on disk: paths, Hive partition values, atomic placement.
+//! - [`telemetry`]: logging setup, counters and latency histograms.
+//! - [`pipeline`]: the wiring; the one place that knows every stage.
+//! - [`cli`]: the commands of the `normlake` binary (`run`, `validate-config`, `generate`, `demo`).
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod generate;
+pub mod lake;
+pub mod normalize;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod telemetry;

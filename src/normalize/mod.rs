@@ -1,0 +1,457 @@
+//! Windowed running normalization per key: pure, synchronous, no I/O.
+//!
+//! This module owns the semantics of `shared/normalization-spec.md`: event-time ordering with
+//! a per-partition watermark, late-event policy, the statistic streams per
+//! `(partition, key, feature, normalization)`, warm-up, degenerate scales and statuses. It
+//! knows nothing of Kafka or files: an event carries an opaque payload `P` that comes back
+//! out with the result (the wiring puts Kafka coordinates and pass-through fields there).
+
+pub mod spec;
+pub mod stats;
+pub mod window;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use spec::{Degenerate, LatePolicy, LayerSpec, Method, NormSpec, Plan, Slot, TimeMode, Window};
+use window::{Accumulator, CenterScale};
+
+/// A feature as it came in the event.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum FeatureValue {
+    /// Absent or `null`.
+    Missing,
+    /// Present but not a finite number.
+    Invalid,
+    Value(f64),
+}
+
+impl FeatureValue {
+    pub fn valid(self) -> Option<f64> {
+        match self {
+            FeatureValue::Value(x) if x.is_finite() => Some(x),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded event; `seq` is its position in its partition (the Kafka offset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event<P> {
+    pub key: Box<str>,
+    pub ts_ms: i64,
+    pub seq: i64,
+    pub features: Vec<FeatureValue>,
+    pub payload: P,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    Ok,
+    Warmup,
+    Degenerate,
+    Missing,
+    Invalid,
+    Late,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warmup => "warmup",
+            Status::Degenerate => "degenerate",
+            Status::Missing => "missing",
+            Status::Invalid => "invalid",
+            Status::Late => "late",
+        }
+    }
+}
+
+/// The result of one slot (feature × normalization) for one event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlotResult {
+    pub y: Option<f64>,
+    pub center: Option<f64>,
+    pub scale: Option<f64>,
+    pub n: u64,
+    pub status: Status,
+}
+
+/// An event with its results, in slot order (`Plan::slots`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized<P> {
+    pub event: Event<P>,
+    pub results: Vec<SlotResult>,
+}
+
+/// Counters the telemetry reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineCounters {
+    pub late: u64,
+    pub evicted_keys: u64,
+}
+
+/// The compiled plan shared by every partition.
+#[derive(Debug)]
+pub struct Engine {
+    plan: Plan,
+    slots: Vec<Slot>,
+    /// For each slot with a normalization: its index into a key's accumulators.
+    acc_of_slot: Vec<Option<usize>>,
+    accs: Vec<(usize, usize)>,
+}
+
+impl Engine {
+    pub fn new(plan: Plan) -> Arc<Engine> {
+        let slots = plan.slots();
+        let mut accs = Vec::new();
+        let acc_of_slot = slots
+            .iter()
+            .map(|s| {
+                s.norm.map(|ni| {
+                    accs.push((s.feature, ni));
+                    accs.len() - 1
+                })
+            })
+            .collect();
+        Arc::new(Engine {
+            plan,
+            slots,
+            acc_of_slot,
+            accs,
+        })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    fn new_key(&self) -> KeyState {
+        KeyState {
+            accs: self
+                .accs
+                .iter()
+                .map(|&(_, ni)| {
+                    let n = &self.plan.norms[ni];
+                    Accumulator::new(&n.window, &n.method)
+                })
+                .collect(),
+            newest_ts: i64::MIN,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyState {
+    accs: Vec<Accumulator>,
+    newest_ts: i64,
+}
+
+/// Buffered event ordered by `(ts, seq)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending<P>(Event<P>);
+
+impl<P> PartialEq for Pending<P> {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0.ts_ms, self.0.seq) == (o.0.ts_ms, o.0.seq)
+    }
+}
+impl<P> Eq for Pending<P> {}
+impl<P> PartialOrd for Pending<P> {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<P> Ord for Pending<P> {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.0.ts_ms, self.0.seq).cmp(&(o.0.ts_ms, o.0.seq))
+    }
+}
+
+/// All normalization state of one input partition: watermark, buffered events, keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>"))]
+pub struct PartitionState<P> {
+    max_ts: Option<i64>,
+    pending: BinaryHeap<Reverse<Pending<P>>>,
+    keys: HashMap<Box<str>, KeyState>,
+    processed: u64,
+    pub counters: EngineCounters,
+}
+
+impl<P> Default for PartitionState<P> {
+    fn default() -> Self {
+        PartitionState {
+            max_ts: None,
+            pending: BinaryHeap::new(),
+            keys: HashMap::new(),
+            processed: 0,
+            counters: EngineCounters::default(),
+        }
+    }
+}
+
+/// How often (in processed events) idle keys are swept.
+const SWEEP_EVERY: u64 = 4096;
+
+impl<P> PartitionState<P> {
+    /// The watermark before the next event: `max ts − B`, or −∞ before any event.
+    pub fn watermark(&self, engine: &Engine) -> i64 {
+        match self.max_ts {
+            Some(m) => m.saturating_sub(engine.plan.out_of_orderness_ms),
+            None => i64::MIN,
+        }
+    }
+
+    /// Smallest `seq` still buffered (not yet emitted).
+    pub fn min_pending_seq(&self) -> Option<i64> {
+        self.pending.iter().map(|Reverse(p)| p.0.seq).min()
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Take one event in arrival order. Results ready to write go to `out`; a late event under
+    /// the `dead_letter` policy is handed back untouched.
+    pub fn push(
+        &mut self,
+        engine: &Engine,
+        ev: Event<P>,
+        out: &mut Vec<Normalized<P>>,
+    ) -> Option<Event<P>> {
+        if engine.plan.time_mode == TimeMode::ProcessingTime {
+            self.max_ts = Some(self.max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
+            self.process(engine, ev, false, out);
+            return None;
+        }
+        let wm = self.watermark(engine);
+        if ev.ts_ms < wm {
+            self.counters.late += 1;
+            return match engine.plan.late {
+                LatePolicy::DeadLetter => Some(ev),
+                LatePolicy::EmitUnchanged => {
+                    self.process(engine, ev, true, out);
+                    None
+                }
+            };
+        }
+        self.max_ts = Some(self.max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
+        self.pending.push(Reverse(Pending(ev)));
+        self.release(engine, self.watermark(engine), out);
+        None
+    }
+
+    /// End of a bounded input: the watermark moves to +∞ and every buffered event is emitted.
+    pub fn finish(&mut self, engine: &Engine, out: &mut Vec<Normalized<P>>) {
+        self.release(engine, i64::MAX, out);
+    }
+
+    fn release(&mut self, engine: &Engine, wm: i64, out: &mut Vec<Normalized<P>>) {
+        while self
+            .pending
+            .peek()
+            .is_some_and(|Reverse(p)| p.0.ts_ms <= wm)
+        {
+            if let Some(Reverse(Pending(ev))) = self.pending.pop() {
+                self.process(engine, ev, false, out);
+            }
+        }
+    }
+
+    fn process(&mut self, engine: &Engine, ev: Event<P>, late: bool, out: &mut Vec<Normalized<P>>) {
+        let plan = &engine.plan;
+        let t = ev.ts_ms;
+        let key = match self.keys.get_mut(&*ev.key) {
+            Some(k) => k,
+            None => self
+                .keys
+                .entry(ev.key.clone())
+                .or_insert_with(|| engine.new_key()),
+        };
+        if !late {
+            key.newest_ts = key.newest_ts.max(t);
+        }
+        let newest = key.newest_ts.max(t);
+        let max_disorder = match plan.time_mode {
+            TimeMode::ProcessingTime => plan.max_disorder_ms,
+            TimeMode::EventTime => 0,
+        };
+        let layer = plan.layer.as_ref().map(|l| layer_stats(l, &ev.features));
+        let mut results = Vec::with_capacity(engine.slots.len());
+        for (slot, acc_ix) in engine.slots.iter().zip(&engine.acc_of_slot) {
+            let fv = ev
+                .features
+                .get(slot.feature)
+                .copied()
+                .unwrap_or(FeatureValue::Missing);
+            let r = match (slot.norm, acc_ix, &layer) {
+                (Some(ni), Some(ai), _) => {
+                    let spec = &plan.norms[ni];
+                    let acc = &mut key.accs[*ai];
+                    let cs = if late {
+                        acc.peek(&spec.method)
+                    } else {
+                        acc.observe(
+                            &spec.window,
+                            &spec.method,
+                            spec.include_current,
+                            t,
+                            fv.valid(),
+                            newest,
+                            max_disorder,
+                        )
+                    };
+                    let clip = match spec.method {
+                        Method::Minmax { a, b, clip: true } => Some((a, b)),
+                        _ => None,
+                    };
+                    finish_slot(fv, cs, spec.min_count, clip, spec.degenerate, late)
+                }
+                (None, _, Some((l, cs))) => {
+                    finish_slot(fv, *cs, l.min_count, None, Degenerate::Unit, late)
+                }
+                _ => SlotResult {
+                    y: None,
+                    center: None,
+                    scale: None,
+                    n: 0,
+                    status: Status::Missing,
+                },
+            };
+            results.push(r);
+        }
+        out.push(Normalized { event: ev, results });
+        self.processed += 1;
+        if self.processed.is_multiple_of(SWEEP_EVERY) {
+            self.sweep_idle(engine);
+        }
+    }
+
+    /// Drop keys idle longer than the TTL (measured against the newest event time).
+    pub fn sweep_idle(&mut self, engine: &Engine) {
+        let ttl = engine.plan.effective_idle_ttl_ms();
+        let (Some(now), true) = (self.max_ts, ttl < i64::MAX) else {
+            return;
+        };
+        let horizon = now
+            .saturating_sub(ttl)
+            .saturating_sub(engine.plan.out_of_orderness_ms);
+        let before = self.keys.len();
+        self.keys.retain(|_, k| k.newest_ts > horizon);
+        self.counters.evicted_keys += (before - self.keys.len()) as u64;
+    }
+
+    /// Bytes of heap held by window values and values retained, summed over keys.
+    pub fn state_footprint(&self) -> (usize, usize) {
+        self.keys
+            .values()
+            .flat_map(|k| k.accs.iter())
+            .fold((0, 0), |(b, n), a| {
+                let (ab, an) = a.footprint();
+                (b + ab, n + an)
+            })
+    }
+}
+
+fn layer_stats<'a>(l: &'a LayerSpec, features: &[FeatureValue]) -> (&'a LayerSpec, CenterScale) {
+    let valid = || {
+        l.features
+            .iter()
+            .filter_map(|&f| features.get(f).and_then(|v| v.valid()))
+    };
+    let n = valid().count();
+    if n == 0 {
+        return (l, CenterScale::empty(0));
+    }
+    let mean = valid().sum::<f64>() / n as f64;
+    // Two passes with the compensating term: exact enough for a handful of values.
+    let (ss, comp) = valid().fold((0.0, 0.0), |(ss, c), x| {
+        (ss + (x - mean) * (x - mean), c + (x - mean))
+    });
+    let var = (ss - comp * comp / n as f64) / n as f64;
+    let scale = (var + l.eps).sqrt();
+    (
+        l,
+        CenterScale {
+            n: n as u64,
+            value: Some((0.0, mean, scale)),
+        },
+    )
+}
+
+fn finish_slot(
+    fv: FeatureValue,
+    cs: CenterScale,
+    min_count: u64,
+    clip: Option<(f64, f64)>,
+    degenerate: Degenerate,
+    late: bool,
+) -> SlotResult {
+    let null = |status| SlotResult {
+        y: None,
+        center: None,
+        scale: None,
+        n: cs.n,
+        status,
+    };
+    let x = match fv {
+        FeatureValue::Missing => return null(Status::Missing),
+        FeatureValue::Invalid => return null(Status::Invalid),
+        FeatureValue::Value(x) if !x.is_finite() => return null(Status::Invalid),
+        FeatureValue::Value(x) => x,
+    };
+    let late_or = |s| if late { Status::Late } else { s };
+    let Some((shift, c_rel, s)) = cs.value else {
+        return null(late_or(Status::Warmup));
+    };
+    if cs.n < min_count {
+        return null(late_or(Status::Warmup));
+    }
+    let center = shift + c_rel;
+    if s == 0.0 {
+        return match degenerate {
+            Degenerate::Null => null(late_or(Status::Degenerate)),
+            Degenerate::Unit => SlotResult {
+                y: Some((x - shift) - c_rel),
+                center: Some(center),
+                scale: Some(1.0),
+                n: cs.n,
+                status: late_or(Status::Degenerate),
+            },
+            Degenerate::Zero => SlotResult {
+                y: Some(0.0),
+                center: Some(center),
+                scale: Some(0.0),
+                n: cs.n,
+                status: late_or(Status::Degenerate),
+            },
+        };
+    }
+    let mut y = ((x - shift) - c_rel) / s;
+    if let Some((a, b)) = clip {
+        y = y.clamp(a, b);
+    }
+    SlotResult {
+        y: Some(y),
+        center: Some(center),
+        scale: Some(s),
+        n: cs.n,
+        status: late_or(Status::Ok),
+    }
+}
+
+#[cfg(test)]
+mod tests;

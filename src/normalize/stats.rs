@@ -1,0 +1,352 @@
+//! Numerically careful building blocks for window statistics.
+//!
+//! Everything here is exact where exactness is possible (counts, min, max, order statistics)
+//! and backward-stable elsewhere: moments are accumulated with Welford's update relative to a
+//! per-stream shift and combined with Chan et al.'s pairwise merge. Nothing ever subtracts an
+//! evicted value from a running sum: sliding windows use Two-Stacks, so an eviction drops a
+//! precomputed suffix aggregate instead (see `TwoStacks`).
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// A value in a window with the event time it arrived with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub ts: i64,
+    pub x: f64,
+}
+
+/// An aggregate over a multiset of values that two-stacks can combine. Counts are kept by the
+/// caller (they are implied by stack positions) so an aggregate stays 16 bytes.
+pub trait Summary: Copy + std::fmt::Debug {
+    fn of(x: f64, shift: f64) -> Self;
+    /// Combine `a` (over `na` values) with `b` (over `nb` values); both counts are > 0.
+    fn merge(a: &Self, na: u64, b: &Self, nb: u64) -> Self;
+}
+
+/// Mean and sum of squared deviations of shifted values (`x - shift`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeanM2 {
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl Summary for MeanM2 {
+    fn of(x: f64, shift: f64) -> Self {
+        MeanM2 {
+            mean: x - shift,
+            m2: 0.0,
+        }
+    }
+
+    fn merge(a: &Self, na: u64, b: &Self, nb: u64) -> Self {
+        // Chan, Golub and LeVeque's pairwise update. With identical means the delta is exactly
+        // zero, so a constant window keeps m2 == 0 exactly.
+        let n = (na + nb) as f64;
+        let (fa, fb) = (na as f64, nb as f64);
+        let delta = b.mean - a.mean;
+        MeanM2 {
+            mean: a.mean + delta * (fb / n),
+            m2: a.m2 + b.m2 + delta * delta * (fa * fb / n),
+        }
+    }
+}
+
+/// Exact minimum and maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MinMax {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary for MinMax {
+    fn of(x: f64, _shift: f64) -> Self {
+        MinMax { min: x, max: x }
+    }
+
+    fn merge(a: &Self, _na: u64, b: &Self, _nb: u64) -> Self {
+        MinMax {
+            min: a.min.min(b.min),
+            max: a.max.max(b.max),
+        }
+    }
+}
+
+/// Running moments and extrema over an unbounded (append-only) stream of values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Running {
+    pub n: u64,
+    /// The first value seen: moments are accumulated relative to it for conditioning.
+    pub shift: f64,
+    pub mean: f64,
+    pub m2: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Running {
+    pub fn add(&mut self, x: f64) {
+        if self.n == 0 {
+            *self = Running {
+                n: 1,
+                shift: x,
+                mean: 0.0,
+                m2: 0.0,
+                min: x,
+                max: x,
+            };
+            return;
+        }
+        self.n += 1;
+        let d = (x - self.shift) - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * ((x - self.shift) - self.mean);
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+}
+
+/// Two-Stacks sliding aggregation (Tangwongsan et al., "In-order sliding-window aggregation
+/// in worst-case constant time" describes it as the baseline). The window's items live in the
+/// caller's deque; `front[i]` aggregates `items[i..front.len()]`, `back` aggregates the rest.
+/// Popping the front drops one precomputed aggregate; when the front stack is empty it is
+/// rebuilt from the items in one backward pass (amortised O(1) per item).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TwoStacks<S> {
+    front: VecDeque<S>,
+    back: Option<S>,
+    back_n: u64,
+}
+
+impl<S: Summary> Default for TwoStacks<S> {
+    fn default() -> Self {
+        TwoStacks {
+            front: VecDeque::new(),
+            back: None,
+            back_n: 0,
+        }
+    }
+}
+
+impl<S: Summary> TwoStacks<S> {
+    pub fn push_back(&mut self, x: f64, shift: f64) {
+        let one = S::of(x, shift);
+        self.back = Some(match &self.back {
+            Some(b) => S::merge(b, self.back_n, &one, 1),
+            None => one,
+        });
+        self.back_n += 1;
+    }
+
+    /// Add an item that now precedes every item in the window (used when a processing-time
+    /// query reaches further back than the last one).
+    pub fn push_front(&mut self, x: f64, shift: f64) {
+        let one = S::of(x, shift);
+        let agg = match self.front.front() {
+            Some(f) => S::merge(&one, 1, f, self.front.len() as u64),
+            None => one,
+        };
+        self.front.push_front(agg);
+    }
+
+    /// Drop the oldest item. `items` is the window's content *before* the pop.
+    pub fn pop_front(&mut self, items: &VecDeque<Item>, shift: f64) {
+        if self.front.is_empty() {
+            self.rebuild(items, shift);
+        }
+        self.front.pop_front();
+    }
+
+    /// Recompute every aggregate from `items`, all into the front stack.
+    pub fn rebuild(&mut self, items: &VecDeque<Item>, shift: f64) {
+        self.front.clear();
+        self.back = None;
+        self.back_n = 0;
+        let mut acc: Option<S> = None;
+        let mut n = 0u64;
+        // Built back to front: front[i] covers items[i..].
+        let mut rev = Vec::with_capacity(items.len());
+        for it in items.iter().rev() {
+            let one = S::of(it.x, shift);
+            let next = match &acc {
+                Some(a) => S::merge(&one, 1, a, n),
+                None => one,
+            };
+            n += 1;
+            rev.push(next);
+            acc = Some(next);
+        }
+        self.front.extend(rev.into_iter().rev());
+    }
+
+    /// The aggregate over the whole window and its count, or `None` when empty.
+    pub fn query(&self) -> Option<(S, u64)> {
+        let nf = self.front.len() as u64;
+        match (self.front.front(), &self.back) {
+            (Some(f), Some(b)) => Some((S::merge(f, nf, b, self.back_n), nf + self.back_n)),
+            (Some(f), None) => Some((*f, nf)),
+            (None, Some(b)) => Some((*b, self.back_n)),
+            (None, None) => None,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = TwoStacks::default();
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.front.capacity() * std::mem::size_of::<S>()
+    }
+}
+
+/// Values kept sorted for exact order statistics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SortedValues {
+    values: Vec<f64>,
+}
+
+impl SortedValues {
+    pub fn insert(&mut self, x: f64) {
+        let at = self.values.partition_point(|v| *v < x);
+        self.values.insert(at, x);
+    }
+
+    pub fn remove(&mut self, x: f64) {
+        let at = self.values.partition_point(|v| *v < x);
+        if at < self.values.len() && self.values[at] == x {
+            self.values.remove(at);
+        }
+    }
+
+    pub fn as_slice(&self) -> &[f64] {
+        &self.values
+    }
+
+    pub fn clear(&mut self) {
+        self.values.clear();
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<f64>()
+    }
+}
+
+/// The `q` quantile of sorted values with linear interpolation at `q·(n − 1)`, numpy's default.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let pos = q * (n - 1) as f64;
+    let lo = pos.floor();
+    let frac = pos - lo;
+    let i = lo as usize;
+    let a = *sorted.get(i)?;
+    let Some(&b) = sorted.get(i + 1) else {
+        return Some(a);
+    };
+    // numpy's _lerp: symmetric form so that the result is exact at both ends.
+    Some(if frac >= 0.5 {
+        b - (b - a) * (1.0 - frac)
+    } else {
+        a + (b - a) * frac
+    })
+}
+
+/// `Q(q_hi) − Q(q_lo)` without the cancellation of subtracting two nearly equal quantiles:
+/// each quantile is `a + (b − a)·f`, so the spread is `(a_hi − a_lo) + (b_hi − a_hi)·f_hi −
+/// (b_lo − a_lo)·f_lo`, where every difference of neighbours is exact or nearly so.
+pub fn quantile_spread(sorted: &[f64], q_lo: f64, q_hi: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let parts = |q: f64| -> Option<(f64, f64)> {
+        let pos = q * (n - 1) as f64;
+        let i = pos.floor() as usize;
+        let a = *sorted.get(i)?;
+        let step = sorted
+            .get(i + 1)
+            .map_or(0.0, |b| (b - a) * (pos - pos.floor()));
+        Some((a, step))
+    };
+    let (a_lo, s_lo) = parts(q_lo)?;
+    let (a_hi, s_hi) = parts(q_hi)?;
+    Some((a_hi - a_lo) + (s_hi - s_lo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(xs: &[f64]) -> (f64, f64) {
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        let m2 = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>();
+        (mean, m2)
+    }
+
+    #[test]
+    fn two_stacks_matches_recomputation() {
+        let xs: Vec<f64> = (0..200)
+            .map(|i| ((i * 37) % 101) as f64 * 0.5 - 3.0)
+            .collect();
+        let mut items = VecDeque::new();
+        let mut ts = TwoStacks::<MeanM2>::default();
+        for (i, &x) in xs.iter().enumerate() {
+            items.push_back(Item { ts: i as i64, x });
+            ts.push_back(x, 1.0);
+            while items.len() > 17 {
+                ts.pop_front(&items, 1.0);
+                items.pop_front();
+            }
+            let window: Vec<f64> = items.iter().map(|it| it.x).collect();
+            let (mean, m2) = naive(&window);
+            let (agg, n) = ts.query().unwrap();
+            assert_eq!(n as usize, window.len());
+            assert!((agg.mean + 1.0 - mean).abs() < 1e-12);
+            assert!((agg.m2 - m2).abs() < 1e-9 * m2.max(1.0));
+        }
+    }
+
+    #[test]
+    fn constant_window_has_exactly_zero_m2() {
+        let mut items = VecDeque::new();
+        let mut ts = TwoStacks::<MeanM2>::default();
+        for i in 0..50 {
+            items.push_back(Item { ts: i, x: 0.1 });
+            ts.push_back(0.1, 7.3);
+            if items.len() > 10 {
+                ts.pop_front(&items, 7.3);
+                items.pop_front();
+            }
+            assert_eq!(ts.query().unwrap().0.m2, 0.0);
+        }
+    }
+
+    #[test]
+    fn quantiles_follow_numpy_linear() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&v, 0.5), Some(2.5));
+        assert_eq!(quantile(&v, 0.25), Some(1.75));
+        assert_eq!(quantile(&v, 0.75), Some(3.25));
+        assert_eq!(quantile(&v, 1.0), Some(4.0));
+        assert_eq!(quantile(&[5.0], 0.25), Some(5.0));
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile_spread(&v, 0.25, 0.75), Some(1.5));
+        assert_eq!(quantile_spread(&[2.0], 0.25, 0.75), Some(0.0));
+    }
+
+    #[test]
+    fn running_tracks_extrema_and_moments() {
+        let mut r = Running::default();
+        for x in [3.0, 1.0, 4.0, 1.0, 5.0] {
+            r.add(x);
+        }
+        assert_eq!((r.n, r.min, r.max), (5, 1.0, 5.0));
+        let (mean, m2) = naive(&[3.0, 1.0, 4.0, 1.0, 5.0]);
+        assert!((r.shift + r.mean - mean).abs() < 1e-15);
+        assert!((r.m2 - m2).abs() < 1e-12);
+    }
+}

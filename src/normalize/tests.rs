@@ -1,0 +1,149 @@
+use super::*;
+
+fn plan(window: Window, method: Method, include_current: bool, mode: TimeMode) -> Plan {
+    Plan {
+        features: vec!["v".into()],
+        norms: vec![NormSpec {
+            name: "k".into(),
+            method,
+            window,
+            include_current,
+            min_count: 2,
+            degenerate: Degenerate::Unit,
+            features: vec![0],
+        }],
+        layer: None,
+        time_mode: mode,
+        out_of_orderness_ms: 5_000,
+        late: LatePolicy::DeadLetter,
+        max_disorder_ms: 60_000,
+        idle_ttl_ms: None,
+    }
+}
+
+fn ev(seq: i64, ts: i64, v: Option<f64>) -> Event<()> {
+    Event {
+        key: "a".into(),
+        ts_ms: ts,
+        seq,
+        features: vec![v.map_or(FeatureValue::Missing, FeatureValue::Value)],
+        payload: (),
+    }
+}
+
+const Z: Method = Method::Zscore { ddof: 0, eps: 0.0 };
+
+fn run(p: Plan, evs: Vec<Event<()>>) -> (Vec<Normalized<()>>, Vec<i64>) {
+    let engine = Engine::new(p);
+    let mut st = PartitionState::default();
+    let mut out = Vec::new();
+    let mut late = Vec::new();
+    for e in evs {
+        if let Some(l) = st.push(&engine, e, &mut out) {
+            late.push(l.seq);
+        }
+    }
+    st.finish(&engine, &mut out);
+    (out, late)
+}
+
+#[test]
+fn event_time_orders_by_ts_then_offset_and_rejects_late() {
+    let evs = vec![
+        ev(0, 10_000, Some(1.0)),
+        ev(1, 8_000, Some(2.0)),  // within 5 s: reordered before seq 0
+        ev(2, 20_000, Some(3.0)), // watermark moves to 15 000
+        ev(3, 9_000, Some(4.0)),  // 9 000 < 15 000: late
+        ev(4, 20_000, Some(5.0)), // tie in ts, after seq 2
+    ];
+    let (out, late) = run(plan(Window::Expanding, Z, false, TimeMode::EventTime), evs);
+    let order: Vec<i64> = out.iter().map(|o| o.event.seq).collect();
+    assert_eq!(order, vec![1, 0, 2, 4]);
+    assert_eq!(late, vec![3]);
+    assert_eq!(out[0].results[0].status, Status::Warmup);
+    assert_eq!(out[2].results[0].n, 2);
+}
+
+#[test]
+fn an_event_exactly_at_t_minus_w_is_excluded() {
+    let w = Window::SlidingTime { size_ms: 1_000 };
+    let evs = vec![
+        ev(0, 0, Some(1.0)),
+        ev(1, 500, Some(2.0)),
+        ev(2, 1_000, Some(3.0)),
+    ];
+    let (out, _) = run(plan(w, Z, false, TimeMode::EventTime), evs);
+    // At t = 1000 the window is (0, 1000]: only the value at 500.
+    assert_eq!(out[2].results[0].n, 1);
+}
+
+#[test]
+fn missing_values_never_change_state_and_report_n() {
+    let evs = vec![
+        ev(0, 0, Some(1.0)),
+        ev(1, 1, None),
+        ev(2, 2, Some(3.0)),
+        ev(3, 3, Some(5.0)),
+    ];
+    let (out, _) = run(plan(Window::Expanding, Z, false, TimeMode::EventTime), evs);
+    assert_eq!(out[1].results[0].status, Status::Missing);
+    assert_eq!(out[1].results[0].n, 1);
+    let r = out[3].results[0];
+    assert_eq!(r.n, 2);
+    assert_eq!(r.center, Some(2.0));
+    assert_eq!(r.scale, Some(1.0));
+    assert_eq!(r.y, Some(3.0));
+}
+
+#[test]
+fn constant_windows_are_degenerate_with_unit_scale() {
+    let evs = (0..5).map(|i| ev(i, i * 10, Some(0.3))).collect();
+    let (out, _) = run(
+        plan(
+            Window::SlidingCount { count: 3 },
+            Z,
+            true,
+            TimeMode::EventTime,
+        ),
+        evs,
+    );
+    let r = out[4].results[0];
+    assert_eq!(r.status, Status::Degenerate);
+    assert_eq!((r.scale, r.y, r.n), (Some(1.0), Some(0.0), 3));
+}
+
+#[test]
+fn processing_time_keeps_arrival_order_and_sees_newer_prior_values() {
+    let w = Window::SlidingTime { size_ms: 1_000 };
+    let evs = vec![
+        ev(0, 5_000, Some(1.0)),
+        ev(1, 5_500, Some(2.0)),
+        ev(2, 4_200, Some(3.0)),
+    ];
+    let (out, late) = run(plan(w, Z, false, TimeMode::ProcessingTime), evs);
+    assert!(late.is_empty());
+    assert_eq!(
+        out.iter().map(|o| o.event.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    // Prior values with ts > 4200 − 1000: both earlier ones.
+    assert_eq!(out[2].results[0].n, 2);
+}
+
+#[test]
+fn tumbling_previous_sees_the_whole_previous_bucket() {
+    let w = Window::TumblingPrevious { size_ms: 100 };
+    let evs = vec![
+        ev(0, 10, Some(1.0)),
+        ev(1, 20, Some(3.0)),
+        ev(2, 110, Some(9.0)),
+        ev(3, 150, Some(9.0)),
+        ev(4, 310, Some(9.0)),
+    ];
+    let (out, _) = run(plan(w, Z, false, TimeMode::EventTime), evs);
+    assert_eq!(out[2].results[0].n, 2);
+    assert_eq!(out[2].results[0].center, Some(2.0));
+    assert_eq!(out[3].results[0].n, 2);
+    // Bucket 300 follows an empty bucket 200: nothing to see.
+    assert_eq!(out[4].results[0].n, 0);
+}

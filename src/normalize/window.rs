@@ -1,0 +1,571 @@
+//! One statistic stream: the values of one feature of one key, seen through one window, with
+//! just the aggregate its method needs. `Accumulator::observe` is the whole life cycle of an
+//! event: move the window to the event, optionally learn, compute center and scale, learn.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::{Method, Window};
+use super::stats::{
+    Item, MeanM2, MinMax, Running, SortedValues, TwoStacks, quantile, quantile_spread,
+};
+
+/// What the method needs from a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Moments,
+    Extrema,
+    Order,
+}
+
+impl Need {
+    pub fn of(method: &Method) -> Need {
+        match method {
+            Method::Zscore { .. } => Need::Moments,
+            Method::Minmax { .. } | Method::Maxabs => Need::Extrema,
+            Method::Robust { .. } => Need::Order,
+        }
+    }
+}
+
+/// The statistic that applies to one event: `x` restores as `y·scale + shift + center_rel`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CenterScale {
+    pub n: u64,
+    /// `None` while the window holds no values.
+    pub value: Option<(f64, f64, f64)>,
+}
+
+impl CenterScale {
+    pub fn empty(n: u64) -> Self {
+        CenterScale { n, value: None }
+    }
+}
+
+/// Aggregate over a bounded, evictable window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum WindowAgg {
+    Moments(TwoStacks<MeanM2>),
+    Extrema(TwoStacks<MinMax>),
+    Order(SortedValues),
+}
+
+impl WindowAgg {
+    fn new(need: Need) -> Self {
+        match need {
+            Need::Moments => WindowAgg::Moments(TwoStacks::default()),
+            Need::Extrema => WindowAgg::Extrema(TwoStacks::default()),
+            Need::Order => WindowAgg::Order(SortedValues::default()),
+        }
+    }
+}
+
+/// Values of a sliding (time or count) or tumbling window in processing order of their event
+/// time, plus the aggregate. In processing-time mode events may arrive with older timestamps;
+/// values that fell out of the newest window are parked in `retired` (up to `max_disorder`)
+/// so such an event still sees every prior value inside its own window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bounded {
+    items: VecDeque<Item>,
+    retired: VecDeque<Item>,
+    agg: WindowAgg,
+    shift: Option<f64>,
+}
+
+impl Bounded {
+    fn new(need: Need) -> Self {
+        Bounded {
+            items: VecDeque::new(),
+            retired: VecDeque::new(),
+            agg: WindowAgg::new(need),
+            shift: None,
+        }
+    }
+
+    fn shift(&self) -> f64 {
+        self.shift.unwrap_or(0.0)
+    }
+
+    fn push_back(&mut self, it: Item) {
+        let shift = *self.shift.get_or_insert(it.x);
+        self.items.push_back(it);
+        match &mut self.agg {
+            WindowAgg::Moments(t) => t.push_back(it.x, shift),
+            WindowAgg::Extrema(t) => t.push_back(it.x, shift),
+            WindowAgg::Order(s) => s.insert(it.x),
+        }
+    }
+
+    fn push_front(&mut self, it: Item) {
+        let shift = *self.shift.get_or_insert(it.x);
+        self.items.push_front(it);
+        match &mut self.agg {
+            WindowAgg::Moments(t) => t.push_front(it.x, shift),
+            WindowAgg::Extrema(t) => t.push_front(it.x, shift),
+            WindowAgg::Order(s) => s.insert(it.x),
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Item> {
+        let shift = self.shift();
+        match &mut self.agg {
+            WindowAgg::Moments(t) => t.pop_front(&self.items, shift),
+            WindowAgg::Extrema(t) => t.pop_front(&self.items, shift),
+            WindowAgg::Order(_) => {}
+        }
+        let it = self.items.pop_front()?;
+        if let WindowAgg::Order(s) = &mut self.agg {
+            s.remove(it.x);
+        }
+        Some(it)
+    }
+
+    /// Insert keeping `(ts, arrival)` order; out-of-order inserts rebuild the aggregate.
+    fn insert_by_time(&mut self, it: Item) {
+        match self.items.back() {
+            Some(b) if it.ts < b.ts => {
+                let at = self.items.partition_point(|v| v.ts <= it.ts);
+                self.shift.get_or_insert(it.x);
+                self.items.insert(at, it);
+                let shift = self.shift();
+                match &mut self.agg {
+                    WindowAgg::Moments(t) => t.rebuild(&self.items, shift),
+                    WindowAgg::Extrema(t) => t.rebuild(&self.items, shift),
+                    WindowAgg::Order(s) => s.insert(it.x),
+                }
+            }
+            _ => self.push_back(it),
+        }
+    }
+
+    /// Keep exactly the values with `ts > lo` in the window; park the others while they are
+    /// newer than `keep_above`.
+    fn advance(&mut self, lo: i64, keep_above: i64) {
+        while self.items.front().is_some_and(|f| f.ts <= lo) {
+            if let Some(it) = self.pop_front() {
+                self.retired.push_back(it);
+            }
+        }
+        while self.retired.back().is_some_and(|r| r.ts > lo) {
+            if let Some(it) = self.retired.pop_back() {
+                self.push_front(it);
+            }
+        }
+        while self.retired.front().is_some_and(|r| r.ts <= keep_above) {
+            self.retired.pop_front();
+        }
+    }
+
+    fn truncate_to(&mut self, count: usize) {
+        while self.items.len() > count {
+            self.pop_front();
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.items.len() as u64
+    }
+
+    fn center_scale(&self, method: &Method) -> CenterScale {
+        let n = self.len();
+        let shift = self.shift();
+        let value = match (&self.agg, method) {
+            (WindowAgg::Moments(t), Method::Zscore { ddof, eps }) => t
+                .query()
+                .map(|(a, n)| (shift, a.mean, zscale(a.m2, n, *ddof, *eps))),
+            (WindowAgg::Extrema(t), _) => t.query().map(|(a, _)| extrema_cs(method, a)),
+            (WindowAgg::Order(s), Method::Robust { q_lo, q_hi }) => {
+                order_cs(s.as_slice(), *q_lo, *q_hi)
+            }
+            _ => None,
+        };
+        CenterScale { n, value }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let item = std::mem::size_of::<Item>();
+        let agg = match &self.agg {
+            WindowAgg::Moments(t) => t.heap_bytes(),
+            WindowAgg::Extrema(t) => t.heap_bytes(),
+            WindowAgg::Order(s) => s.heap_bytes(),
+        };
+        (self.items.capacity() + self.retired.capacity()) * item + agg
+    }
+
+    fn retained(&self) -> usize {
+        self.items.len() + self.retired.len()
+    }
+}
+
+/// Scale of a z-score from moments.
+fn zscale(m2: f64, n: u64, ddof: u32, eps: f64) -> f64 {
+    let dof = n.saturating_sub(ddof as u64) as f64;
+    let var = if dof > 0.0 { m2 / dof } else { f64::NAN };
+    if eps > 0.0 {
+        (var + eps).sqrt()
+    } else {
+        var.sqrt()
+    }
+}
+
+/// `(shift, center relative to shift, scale)` for extrema-based methods; the shift is 0.
+fn extrema_cs(method: &Method, a: MinMax) -> (f64, f64, f64) {
+    match method {
+        Method::Minmax { a: lo, b: hi, .. } => {
+            let s = (a.max - a.min) / (hi - lo);
+            (0.0, a.min - lo * s, s)
+        }
+        _ => (0.0, 0.0, a.min.abs().max(a.max.abs())),
+    }
+}
+
+fn order_cs(sorted: &[f64], q_lo: f64, q_hi: f64) -> Option<(f64, f64, f64)> {
+    let median = quantile(sorted, 0.5)?;
+    Some((0.0, median, quantile_spread(sorted, q_lo, q_hi)?))
+}
+
+/// A tumbling bucket that only grows until it is replaced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Bag {
+    Running(Running),
+    Order(SortedValues),
+}
+
+impl Bag {
+    fn new(need: Need) -> Self {
+        match need {
+            Need::Order => Bag::Order(SortedValues::default()),
+            _ => Bag::Running(Running::default()),
+        }
+    }
+
+    fn add(&mut self, x: f64) {
+        match self {
+            Bag::Running(r) => r.add(x),
+            Bag::Order(s) => s.insert(x),
+        }
+    }
+
+    fn center_scale(&self, method: &Method) -> CenterScale {
+        match self {
+            Bag::Running(r) => running_cs(r, method),
+            Bag::Order(s) => {
+                let (q_lo, q_hi) = match method {
+                    Method::Robust { q_lo, q_hi } => (*q_lo, *q_hi),
+                    _ => (0.25, 0.75),
+                };
+                CenterScale {
+                    n: s.as_slice().len() as u64,
+                    value: order_cs(s.as_slice(), q_lo, q_hi),
+                }
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Bag::Running(_) => 0,
+            Bag::Order(s) => s.heap_bytes(),
+        }
+    }
+}
+
+fn running_cs(r: &Running, method: &Method) -> CenterScale {
+    if r.n == 0 {
+        return CenterScale::empty(0);
+    }
+    let value = match method {
+        Method::Zscore { ddof, eps } => (r.shift, r.mean, zscale(r.m2, r.n, *ddof, *eps)),
+        Method::Robust { .. } => return CenterScale::empty(r.n),
+        _ => extrema_cs(
+            method,
+            MinMax {
+                min: r.min,
+                max: r.max,
+            },
+        ),
+    };
+    CenterScale {
+        n: r.n,
+        value: Some(value),
+    }
+}
+
+/// Exponentially weighted moments by event count (Finch, "Incremental calculation of
+/// weighted mean and variance", 2009).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Ewm {
+    n: u64,
+    mean: f64,
+    var: f64,
+}
+
+/// Exponentially weighted moments on event time with a half-life (West's weighted update).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct EwmTime {
+    n: u64,
+    last_ts: i64,
+    weight: f64,
+    mean: f64,
+    s: f64,
+}
+
+fn ew_cs(n: u64, mean: f64, var: f64, method: &Method) -> CenterScale {
+    if n == 0 {
+        return CenterScale::empty(0);
+    }
+    let eps = match method {
+        Method::Zscore { eps, .. } => *eps,
+        _ => 0.0,
+    };
+    let s = if eps > 0.0 {
+        (var + eps).sqrt()
+    } else {
+        var.sqrt()
+    };
+    CenterScale {
+        n,
+        value: Some((0.0, mean, s)),
+    }
+}
+
+/// The state of one (key, feature, normalization) statistic stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Accumulator {
+    Expanding(Running),
+    /// Sliding by time, sliding by count and tumbling share one evictable window.
+    Bounded(Bounded),
+    TumblingPrevious {
+        bucket: i64,
+        current: Bag,
+        previous: Option<Bag>,
+    },
+    Ewm(Ewm),
+    EwmTime(EwmTime),
+}
+
+impl Accumulator {
+    pub fn new(window: &Window, method: &Method) -> Self {
+        let need = Need::of(method);
+        match window {
+            Window::Expanding => Accumulator::Expanding(Running::default()),
+            Window::SlidingTime { .. } | Window::SlidingCount { .. } | Window::Tumbling { .. } => {
+                Accumulator::Bounded(Bounded::new(need))
+            }
+            Window::TumblingPrevious { .. } => Accumulator::TumblingPrevious {
+                bucket: i64::MIN,
+                current: Bag::new(need),
+                previous: None,
+            },
+            Window::Ewm { .. } => Accumulator::Ewm(Ewm::default()),
+            Window::EwmTime { .. } => Accumulator::EwmTime(EwmTime::default()),
+        }
+    }
+
+    /// Process one event at time `t` with valid value `x` (or none): returns the statistic
+    /// that applies to it and updates the state. `newest_ts` is the newest event time seen for
+    /// this key (equal to `t` in event-time mode), `max_disorder_ms` how far behind it values
+    /// are kept for out-of-order events in processing-time mode.
+    pub fn observe(
+        &mut self,
+        window: &Window,
+        method: &Method,
+        include_current: bool,
+        t: i64,
+        x: Option<f64>,
+        newest_ts: i64,
+        max_disorder_ms: i64,
+    ) -> CenterScale {
+        match self {
+            Accumulator::Expanding(r) => learn_predict(
+                include_current,
+                x,
+                r,
+                |r, x| r.add(x),
+                |r| running_cs(r, method),
+            ),
+            Accumulator::Bounded(b) => {
+                match window {
+                    Window::SlidingTime { size_ms } => {
+                        let keep_above = newest_ts.saturating_sub(*size_ms + max_disorder_ms);
+                        b.advance(t.saturating_sub(*size_ms), keep_above);
+                    }
+                    Window::Tumbling { size_ms } => {
+                        let lo = bucket_start(t, *size_ms) - 1;
+                        let newest_lo = bucket_start(newest_ts, *size_ms) - 1;
+                        b.advance(lo, newest_lo.saturating_sub(max_disorder_ms));
+                    }
+                    _ => {}
+                }
+                let count = match window {
+                    Window::SlidingCount { count } => Some(*count),
+                    _ => None,
+                };
+                let add = |b: &mut Bounded, x: f64| {
+                    let it = Item { ts: t, x };
+                    match count {
+                        Some(c) => {
+                            b.push_back(it);
+                            b.truncate_to(c);
+                        }
+                        None => b.insert_by_time(it),
+                    }
+                };
+                learn_predict(include_current, x, b, add, |b| b.center_scale(method))
+            }
+            Accumulator::TumblingPrevious {
+                bucket,
+                current,
+                previous,
+            } => {
+                let size = match window {
+                    Window::TumblingPrevious { size_ms } => *size_ms,
+                    _ => 1,
+                };
+                let b = bucket_start(t, size);
+                if b > *bucket {
+                    let need = match current {
+                        Bag::Order(_) => Need::Order,
+                        Bag::Running(_) => Need::Moments,
+                    };
+                    let old = std::mem::replace(current, Bag::new(need));
+                    *previous = if *bucket != i64::MIN && b - *bucket == size {
+                        Some(old)
+                    } else {
+                        None
+                    };
+                    *bucket = b;
+                }
+                let cs = if b == *bucket {
+                    previous
+                        .as_ref()
+                        .map(|p| p.center_scale(method))
+                        .unwrap_or(CenterScale::empty(0))
+                } else {
+                    // An out-of-order event (processing time) for an older bucket.
+                    CenterScale::empty(0)
+                };
+                if let Some(x) = x
+                    && b == *bucket
+                {
+                    current.add(x);
+                }
+                cs
+            }
+            Accumulator::Ewm(e) => {
+                let alpha = match window {
+                    Window::Ewm { alpha } => *alpha,
+                    _ => 1.0,
+                };
+                let update = |e: &mut Ewm, x: f64| {
+                    if e.n == 0 {
+                        *e = Ewm {
+                            n: 1,
+                            mean: x,
+                            var: 0.0,
+                        };
+                    } else {
+                        let d = x - e.mean;
+                        e.mean += alpha * d;
+                        e.var = (1.0 - alpha) * (e.var + d * alpha * d);
+                        e.n += 1;
+                    }
+                };
+                learn_predict(include_current, x, e, update, |e| {
+                    ew_cs(e.n, e.mean, e.var, method)
+                })
+            }
+            Accumulator::EwmTime(e) => {
+                let h = match window {
+                    Window::EwmTime { halflife_ms } => *halflife_ms as f64,
+                    _ => 1.0,
+                };
+                let update = |e: &mut EwmTime, x: f64| {
+                    if e.n == 0 {
+                        *e = EwmTime {
+                            n: 1,
+                            last_ts: t,
+                            weight: 1.0,
+                            mean: x,
+                            s: 0.0,
+                        };
+                        return;
+                    }
+                    // Out-of-order timestamps (processing time) count as simultaneous.
+                    let dt = (t - e.last_ts).max(0) as f64;
+                    let d = 0.5f64.powf(dt / h);
+                    e.weight = d * e.weight + 1.0;
+                    e.s *= d;
+                    let m_new = e.mean + (x - e.mean) / e.weight;
+                    e.s += (x - e.mean) * (x - m_new);
+                    e.mean = m_new;
+                    e.last_ts = e.last_ts.max(t);
+                    e.n += 1;
+                };
+                learn_predict(include_current, x, e, update, |e| {
+                    let var = if e.weight > 0.0 { e.s / e.weight } else { 0.0 };
+                    ew_cs(e.n, e.mean, var, method)
+                })
+            }
+        }
+    }
+
+    /// The statistic that applies at `t` without changing anything (late events under
+    /// `emit_unchanged`).
+    pub fn peek(&self, method: &Method) -> CenterScale {
+        match self {
+            Accumulator::Expanding(r) => running_cs(r, method),
+            Accumulator::Bounded(b) => b.center_scale(method),
+            Accumulator::TumblingPrevious { previous, .. } => previous
+                .as_ref()
+                .map(|p| p.center_scale(method))
+                .unwrap_or(CenterScale::empty(0)),
+            Accumulator::Ewm(e) => ew_cs(e.n, e.mean, e.var, method),
+            Accumulator::EwmTime(e) => {
+                let var = if e.weight > 0.0 { e.s / e.weight } else { 0.0 };
+                ew_cs(e.n, e.mean, var, method)
+            }
+        }
+    }
+
+    /// Heap bytes held and values retained, for the state-size figures.
+    pub fn footprint(&self) -> (usize, usize) {
+        match self {
+            Accumulator::Bounded(b) => (b.heap_bytes(), b.retained()),
+            Accumulator::TumblingPrevious {
+                current, previous, ..
+            } => (
+                current.heap_bytes() + previous.as_ref().map_or(0, Bag::heap_bytes),
+                0,
+            ),
+            _ => (0, 0),
+        }
+    }
+}
+
+fn learn_predict<S>(
+    include_current: bool,
+    x: Option<f64>,
+    state: &mut S,
+    learn: impl Fn(&mut S, f64),
+    predict: impl Fn(&S) -> CenterScale,
+) -> CenterScale {
+    match x {
+        Some(x) if include_current => {
+            learn(state, x);
+            predict(state)
+        }
+        Some(x) => {
+            let cs = predict(state);
+            learn(state, x);
+            cs
+        }
+        None => predict(state),
+    }
+}
+
+/// Start of the epoch-aligned bucket holding `t` (floor division, also before 1970).
+pub fn bucket_start(t: i64, size: i64) -> i64 {
+    t.div_euclid(size) * size
+}
