@@ -1,1 +1,182 @@
-//! TODO
+//! The commands of the `normlake` binary. `main.rs` parses, sets up logging and calls
+//! [`main`]; everything here returns errors instead of exiting so tests can drive it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::generate::{self, GenerateOptions};
+use crate::pipeline::{self, RunOptions};
+use crate::telemetry::{LogFormat, RunSummary};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "normlake",
+    version,
+    about = "Kafka → per-key windowed normalization → Hive-partitioned Parquet"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "NORMLAKE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the job until SIGTERM/SIGINT (or, with --until-end, to the end of the input).
+    Run {
+        #[arg(long, short, env = "NORMLAKE_CONFIG")]
+        config: PathBuf,
+        /// Bounded run: consume to the end offsets seen at start, emit every buffered event,
+        /// commit, exit.
+        #[arg(long)]
+        until_end: bool,
+        /// Interval of the progress log line.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        progress_every: Duration,
+    },
+    /// Check a configuration file and report every error at once.
+    ValidateConfig { config: PathBuf },
+    /// Produce synthetic sensor events.
+    Generate(GenerateOptions),
+    /// The embedded demo: an in-process Kafka mock cluster, generated events, a lake in ./lake.
+    Demo {
+        /// Where the lake goes.
+        #[arg(long, default_value = "lake")]
+        lake: PathBuf,
+        /// How many events to generate.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+    },
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Run one command; the exit code says how it went (2: bad configuration).
+pub async fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::ValidateConfig { config } => validate(&config),
+        Command::Run {
+            config,
+            until_end,
+            progress_every,
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = RunOptions {
+                until_end,
+                progress_every,
+            };
+            match pipeline::run(cfg, opts, shutdown_signal()).await {
+                Ok(s) => {
+                    print_summary(&s);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "run failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Generate(opts) => {
+            match generate::generate(opts, Vec::new(), shutdown_signal()).await {
+                Ok(s) => {
+                    println!(
+                        "sent {} events ({} malformed, {} late)",
+                        s.sent, s.malformed, s.late
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "generate failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo { lake, events } => match crate::demo::run(&lake, events).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            println!("{}: ok", path.display());
+            println!(
+                "  brokers: {}  topics: {:?}  group: {}",
+                c.kafka.brokers, c.kafka.topics, c.kafka.group_id
+            );
+            for (k, v) in c.kafka.printable_properties() {
+                println!("  kafka property {k} = {v}");
+            }
+            println!(
+                "  features: {:?}  passthrough: {:?}",
+                c.plan.features, c.input.passthrough
+            );
+            for n in &c.plan.norms {
+                println!("  normalize {}: {:?} over {:?}", n.name, n.method, n.window);
+            }
+            if let Some(l) = &c.plan.layer {
+                println!("  layer_norm {} (eps {})", l.name, l.eps);
+            }
+            println!("  lake: {}/{}", c.lake.root, c.lake.table);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn print_summary(s: &RunSummary) {
+    println!(
+        "consumed {} records, wrote {} rows in {} files ({} bytes)",
+        s.consumed, s.rows_written, s.files, s.bytes
+    );
+    for (reason, n) in &s.dead_letters {
+        println!("  dead letters: {n} {reason}");
+    }
+    let p = s.latency;
+    if p.count > 0 {
+        println!(
+            "  receive → published latency (ms): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            p.p50, p.p90, p.p99, p.p999, p.max
+        );
+    }
+}

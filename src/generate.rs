@@ -1,1 +1,280 @@
-//! TODO
+//! A synthetic sensor-event producer: `normlake generate` and the demo's load.
+//!
+//! Each key is a sensor with a slow random walk per feature; a configurable share of events
+//! is malformed or arrives late (its event time behind the others by more than the usual
+//! out-of-orderness). Messages are keyed by sensor id, so a key lives in one partition.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("cannot deliver to topic {topic}: {source}")]
+    Send { topic: String, source: KafkaError },
+    #[error("the producer thread failed: {0}")]
+    Thread(String),
+}
+
+/// What to produce.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateOptions {
+    /// Bootstrap servers.
+    #[arg(long, env = "NORMLAKE_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    #[arg(long, default_value = "sensors")]
+    pub topic: String,
+    /// Events per second (0: as fast as possible).
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Number of distinct keys (sensors).
+    #[arg(long, default_value_t = 100)]
+    pub keys: usize,
+    /// Feature names.
+    #[arg(long, value_delimiter = ',', default_value = "temp,hum,pres")]
+    pub features: Vec<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long (e.g. "30s").
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Share of malformed messages (0..1).
+    #[arg(long, default_value_t = 0.001)]
+    pub malformed: f64,
+    /// Share of late events (0..1).
+    #[arg(long, default_value_t = 0.001)]
+    pub late: f64,
+    /// Random seed (same seed, same events apart from their timestamps).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// What was produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerateSummary {
+    pub sent: u64,
+    pub malformed: u64,
+    pub late: u64,
+}
+
+const SITES: [&str; 4] = ["eu-west-1a", "eu-west-1b", "us-east-2a", "us-east-2b"];
+
+/// Produces the events of one sensor fleet.
+pub struct Fleet {
+    rng: SmallRng,
+    walks: Vec<Vec<f64>>,
+    features: Vec<String>,
+    malformed: f64,
+    late: f64,
+}
+
+/// One generated message.
+pub struct Message {
+    pub key: String,
+    pub value: String,
+    pub malformed: bool,
+    pub late: bool,
+}
+
+impl Fleet {
+    pub fn new(opts: &GenerateOptions) -> Fleet {
+        let mut rng = SmallRng::seed_from_u64(opts.seed);
+        let keys = opts.keys.max(1);
+        let walks = (0..keys)
+            .map(|_| {
+                (0..opts.features.len())
+                    .map(|f| 10.0 * (f + 1) as f64 + rng.random_range(-5.0..5.0))
+                    .collect()
+            })
+            .collect();
+        Fleet {
+            rng,
+            walks,
+            features: opts.features.clone(),
+            malformed: opts.malformed,
+            late: opts.late,
+        }
+    }
+
+    /// The next message at event time `now_ms`.
+    pub fn next(&mut self, now_ms: i64) -> Message {
+        let k = self.rng.random_range(0..self.walks.len());
+        let key = format!("s{k:05}");
+        if self.rng.random_bool(self.malformed.clamp(0.0, 1.0)) {
+            return Message {
+                value: format!("{{\"sensor_id\":\"{key}\",\"ts\":"),
+                key,
+                malformed: true,
+                late: false,
+            };
+        }
+        let late = self.rng.random_bool(self.late.clamp(0.0, 1.0));
+        let ts = if late {
+            now_ms - self.rng.random_range(30_000..120_000)
+        } else {
+            now_ms
+        };
+        let site = SITES[k % SITES.len()];
+        let mut value = format!("{{\"sensor_id\":\"{key}\",\"ts\":{ts},\"site\":\"{site}\"");
+        let walk = &mut self.walks[k];
+        for (f, name) in self.features.iter().enumerate() {
+            walk[f] += self.rng.random_range(-0.5..0.5);
+            value.push_str(&format!(",\"{name}\":{:.4}", walk[f]));
+        }
+        value.push('}');
+        Message {
+            key,
+            value,
+            malformed: false,
+            late,
+        }
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Produce until the count or duration is reached or `shutdown` resolves.
+pub async fn generate(
+    opts: GenerateOptions,
+    properties: Vec<(String, String)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<GenerateSummary, GenerateError> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop2.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    tokio::task::spawn_blocking(move || produce(&opts, &properties, &stop))
+        .await
+        .map_err(|e| GenerateError::Thread(e.to_string()))?
+}
+
+fn produce(
+    opts: &GenerateOptions,
+    properties: &[(String, String)],
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<GenerateSummary, GenerateError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &opts.brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("enable.idempotence", "false");
+    for (k, v) in properties {
+        cfg.set(k, v);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        cfg.create().map_err(GenerateError::Create)?;
+    let mut fleet = Fleet::new(opts);
+    let mut summary = GenerateSummary::default();
+    let start = Instant::now();
+    let mut last_log = start;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed)
+            || opts.count.is_some_and(|c| summary.sent >= c)
+            || opts.duration.is_some_and(|d| start.elapsed() >= d)
+        {
+            break;
+        }
+        if opts.rate > 0 {
+            let due = Duration::from_secs_f64(summary.sent as f64 / opts.rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait.min(Duration::from_millis(50)));
+                continue;
+            }
+        }
+        let m = fleet.next(unix_ms());
+        let mut record = BaseRecord::to(&opts.topic).key(&m.key).payload(&m.value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    return Err(GenerateError::Send {
+                        topic: opts.topic.clone(),
+                        source: e,
+                    });
+                }
+            }
+        }
+        summary.sent += 1;
+        summary.malformed += m.malformed as u64;
+        summary.late += m.late as u64;
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(sent = summary.sent, "generating");
+            last_log = Instant::now();
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|source| GenerateError::Send {
+            topic: opts.topic.clone(),
+            source,
+        })?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Decoder, InputSpec, KeySource, Reject, TimeFormat};
+
+    #[test]
+    fn generated_events_decode_and_malformed_ones_are_rejected() {
+        let opts = GenerateOptions {
+            brokers: String::new(),
+            topic: "t".into(),
+            rate: 0,
+            keys: 10,
+            features: vec!["temp".into(), "hum".into()],
+            count: None,
+            duration: None,
+            malformed: 0.1,
+            late: 0.1,
+            seed: 7,
+        };
+        let dec = Decoder::new(InputSpec {
+            key: KeySource::Field("sensor_id".into()),
+            time_field: "ts".into(),
+            time_format: TimeFormat::EpochMillis,
+            features: opts.features.clone(),
+            passthrough: vec!["site".into()],
+        });
+        let mut fleet = Fleet::new(&opts);
+        let (mut bad, mut late) = (0, 0);
+        for _ in 0..2000 {
+            let m = fleet.next(1_000_000_000);
+            match dec.decode(Some(m.key.as_bytes()), m.value.as_bytes()) {
+                Ok(d) => {
+                    assert!(!m.malformed);
+                    assert_eq!(&*d.key, m.key);
+                    late += (d.ts_ms < 1_000_000_000) as usize;
+                }
+                Err(r) => {
+                    assert!(m.malformed);
+                    assert_eq!(r, Reject::MalformedJson);
+                    bad += 1;
+                }
+            }
+        }
+        assert!((100..300).contains(&bad), "{bad}");
+        assert!((100..300).contains(&late), "{late}");
+    }
+}

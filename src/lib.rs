@@ -10,11 +10,13 @@
 //! - [`lake`]: the table's layout on disk: paths, Hive partition values, atomic placement.
 //! - [`telemetry`]: logging setup, counters and latency histograms.
 //! - [`pipeline`]: the wiring; the one place that knows every stage.
+//! - [`generate`], [`demo`]: the synthetic producer and the embedded demo.
 //! - [`cli`]: the commands of the `normlake` binary (`run`, `validate-config`, `generate`, `demo`).
 
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod generate;
 pub mod lake;
 pub mod normalize;

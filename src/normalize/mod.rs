@@ -304,15 +304,7 @@ impl<P> PartitionState<P> {
                     let cs = if late {
                         acc.peek(&spec.method)
                     } else {
-                        acc.observe(
-                            &spec.window,
-                            &spec.method,
-                            spec.include_current,
-                            t,
-                            fv.valid(),
-                            newest,
-                            max_disorder,
-                        )
+                        acc.observe(spec, t, fv.valid(), newest, max_disorder)
                     };
                     let clip = match spec.method {
                         Method::Minmax { a, b, clip: true } => Some((a, b)),

@@ -156,8 +156,7 @@ impl Plan {
         if let Some(t) = self.idle_ttl_ms {
             return t;
         }
-        let longest = self
-            .norms
+        self.norms
             .iter()
             .map(|n| match n.window {
                 Window::SlidingTime { size_ms } => size_ms + self.max_disorder_ms,
@@ -166,7 +165,6 @@ impl Plan {
                 _ => i64::MAX,
             })
             .max()
-            .unwrap_or(i64::MAX);
-        longest
+            .unwrap_or(i64::MAX)
     }
 }

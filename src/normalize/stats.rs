@@ -164,16 +164,14 @@ impl<S: Summary> TwoStacks<S> {
         self.back = None;
         self.back_n = 0;
         let mut acc: Option<S> = None;
-        let mut n = 0u64;
         // Built back to front: front[i] covers items[i..].
         let mut rev = Vec::with_capacity(items.len());
-        for it in items.iter().rev() {
+        for (n, it) in items.iter().rev().enumerate() {
             let one = S::of(it.x, shift);
             let next = match &acc {
-                Some(a) => S::merge(&one, 1, a, n),
+                Some(a) => S::merge(&one, 1, a, n as u64),
                 None => one,
             };
-            n += 1;
             rev.push(next);
             acc = Some(next);
         }

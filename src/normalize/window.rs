@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{Method, Window};
+use super::spec::{Method, NormSpec, Window};
 use super::stats::{
     Item, MeanM2, MinMax, Running, SortedValues, TwoStacks, quantile, quantile_spread,
 };
@@ -363,20 +363,19 @@ impl Accumulator {
         }
     }
 
-    /// Process one event at time `t` with valid value `x` (or none): returns the statistic
+    /// Process one event at time `t` with valid value `x` (or none) under `spec`: returns the statistic
     /// that applies to it and updates the state. `newest_ts` is the newest event time seen for
     /// this key (equal to `t` in event-time mode), `max_disorder_ms` how far behind it values
     /// are kept for out-of-order events in processing-time mode.
     pub fn observe(
         &mut self,
-        window: &Window,
-        method: &Method,
-        include_current: bool,
+        spec: &NormSpec,
         t: i64,
         x: Option<f64>,
         newest_ts: i64,
         max_disorder_ms: i64,
     ) -> CenterScale {
+        let (window, method, include_current) = (&spec.window, &spec.method, spec.include_current);
         match self {
             Accumulator::Expanding(r) => learn_predict(
                 include_current,

@@ -1,0 +1,394 @@
+//! Rows → Hive-partitioned Parquet files, rolled per input partition.
+//!
+//! The sink owns the open files. Rows of one input partition are split by hour of event time
+//! (columnar: one bucket computation per row, one `take` per partition) and streamed into one
+//! open Parquet file per (hour partition, input partition). A *roll* closes every open file of
+//! one input partition together with its dead letters and publishes them atomically; a roll is
+//! the unit of durability the caller builds offset commits on, so the sink reports, per input
+//! partition, the smallest offset it still holds unpublished. It knows nothing of Kafka: a
+//! "stream" is a name and a partition a number.
+
+pub mod rows;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::config::Codec;
+use crate::lake::{LakeError, Layout, PendingFile};
+pub use rows::{OutRow, OutputSchema, RowMeta};
+
+/// Failures of the sink, with the file they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("cannot build a record batch for {stream}/{partition}: {source}")]
+    Arrow {
+        stream: String,
+        partition: i32,
+        source: arrow::error::ArrowError,
+    },
+    #[error("cannot encode Parquet file {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+}
+
+/// When an input partition's open files are closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollingPolicy {
+    pub max_rows: usize,
+    pub max_age: Duration,
+}
+
+/// A record that cannot become a row, kept untouched with its origin and reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub reason: &'static str,
+    /// The record's timestamp from the source, if it had one (Unix ms).
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What one roll published.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RollReport {
+    pub files: Vec<PathBuf>,
+    pub rows: usize,
+    pub dead_letters: usize,
+    pub bytes: u64,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    dir: PathBuf,
+    first: i64,
+    last: i64,
+}
+
+#[derive(Default)]
+struct OpenPartition {
+    files: BTreeMap<i64, OpenFile>,
+    dead: Vec<DeadLetter>,
+    rows: usize,
+    opened_at: Option<Instant>,
+    min_offset: Option<i64>,
+}
+
+impl OpenPartition {
+    fn note(&mut self, offset: i64, now: Instant) {
+        self.opened_at.get_or_insert(now);
+        self.min_offset = Some(self.min_offset.map_or(offset, |m| m.min(offset)));
+    }
+}
+
+pub struct Sink {
+    layout: Layout,
+    schema: Arc<OutputSchema>,
+    props: WriterProperties,
+    policy: RollingPolicy,
+    open: HashMap<(Arc<str>, i32), OpenPartition>,
+}
+
+/// Parquet settings: the codec, statistics on, dictionaries off for float columns (they only
+/// make them larger), and the writer's version in the key-value metadata.
+pub fn writer_properties(
+    codec: Codec,
+    float_columns: &[&str],
+    config_hash: &str,
+) -> WriterProperties {
+    let compression = match codec {
+        Codec::Zstd(l) => Compression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default()),
+        Codec::Snappy => Compression::SNAPPY,
+        Codec::Lz4 => Compression::LZ4_RAW,
+        Codec::Uncompressed => Compression::UNCOMPRESSED,
+    };
+    let mut b = WriterProperties::builder()
+        .set_compression(compression)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(
+                "normlake.version".into(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            KeyValue::new("normlake.config_hash".into(), config_hash.to_string()),
+        ]));
+    for c in float_columns {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    b.build()
+}
+
+impl Sink {
+    pub fn new(
+        layout: Layout,
+        schema: Arc<OutputSchema>,
+        props: WriterProperties,
+        policy: RollingPolicy,
+    ) -> Sink {
+        Sink {
+            layout,
+            schema,
+            props,
+            policy,
+            open: HashMap::new(),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Append rows of one input partition, split into hour partitions.
+    pub fn append(
+        &mut self,
+        stream: &Arc<str>,
+        partition: i32,
+        rows: &[OutRow],
+        now: Instant,
+    ) -> Result<(), SinkError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let arrow_err = |source| SinkError::Arrow {
+            stream: stream.to_string(),
+            partition,
+            source,
+        };
+        let batch = self
+            .schema
+            .build(stream, partition, rows)
+            .map_err(arrow_err)?;
+        // Group row indexes by hour bucket; rows mostly arrive in time order, so the common
+        // case is one or two buckets per batch.
+        let mut groups: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            groups
+                .entry(Layout::hour_of(r.event.ts_ms))
+                .or_default()
+                .push(i as u32);
+        }
+        let open = self.open.entry((stream.clone(), partition)).or_default();
+        for (hour, idx) in groups {
+            let part = if idx.len() == rows.len() {
+                batch.clone()
+            } else {
+                let indices = UInt32Array::from(idx.clone());
+                let cols = batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::compute::take(c, &indices, None))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(arrow_err)?;
+                RecordBatch::try_new(batch.schema(), cols).map_err(arrow_err)?
+            };
+            let (first, last) = idx.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &i| {
+                let o = rows[i as usize].event.seq;
+                (lo.min(o), hi.max(o))
+            });
+            let file = match open.files.entry(hour) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let dir = self.layout.table_dir().join(Layout::hour_partition(hour));
+                    let name = format!("part-{stream}-{partition}-{first}");
+                    let pending = PendingFile::create(&dir, &name)?;
+                    let writer = ArrowWriter::try_new(
+                        pending.file,
+                        self.schema.schema().clone(),
+                        Some(self.props.clone()),
+                    )
+                    .map_err(|source| SinkError::Parquet {
+                        path: pending.tmp.clone(),
+                        source,
+                    })?;
+                    v.insert(OpenFile {
+                        writer,
+                        tmp: pending.tmp,
+                        dir,
+                        first,
+                        last,
+                    })
+                }
+            };
+            file.first = file.first.min(first);
+            file.last = file.last.max(last);
+            file.writer
+                .write(&part)
+                .map_err(|source| SinkError::Parquet {
+                    path: file.tmp.clone(),
+                    source,
+                })?;
+            open.note(first, now);
+        }
+        open.rows += rows.len();
+        Ok(())
+    }
+
+    /// Keep a dead letter until the next roll of its input partition.
+    pub fn dead_letter(&mut self, stream: &Arc<str>, partition: i32, dl: DeadLetter, now: Instant) {
+        let open = self.open.entry((stream.clone(), partition)).or_default();
+        open.note(dl.offset, now);
+        open.dead.push(dl);
+    }
+
+    /// The smallest offset of an input partition not yet published.
+    pub fn min_unpublished(&self, stream: &str, partition: i32) -> Option<i64> {
+        self.open
+            .iter()
+            .find(|((s, p), _)| &**s == stream && *p == partition)
+            .and_then(|(_, o)| o.min_offset)
+    }
+
+    /// Input partitions whose files are due to roll at `now`.
+    pub fn due(&self, now: Instant) -> Vec<(Arc<str>, i32)> {
+        self.open
+            .iter()
+            .filter(|(_, o)| {
+                o.rows >= self.policy.max_rows
+                    || o.opened_at
+                        .is_some_and(|t| now.saturating_duration_since(t) >= self.policy.max_age)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Input partitions holding anything unpublished.
+    pub fn open_partitions(&self) -> Vec<(Arc<str>, i32)> {
+        self.open
+            .iter()
+            .filter(|(_, o)| o.min_offset.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Drop the unpublished work of these input partitions (their temporary files too).
+    pub fn abandon(&mut self, parts: &[(Arc<str>, i32)]) {
+        for key in parts {
+            if let Some(open) = self.open.remove(key) {
+                for (_, f) in open.files {
+                    drop(f.writer);
+                    if let Err(e) = std::fs::remove_file(&f.tmp) {
+                        tracing::warn!(path = %f.tmp.display(), error = %e, "cannot remove an abandoned temporary file");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Close and publish every open file and the dead letters of one input partition.
+    pub fn roll(&mut self, stream: &Arc<str>, partition: i32) -> Result<RollReport, SinkError> {
+        let Some(open) = self.open.remove(&(stream.clone(), partition)) else {
+            return Ok(RollReport::default());
+        };
+        let mut report = RollReport {
+            rows: open.rows,
+            dead_letters: open.dead.len(),
+            ..RollReport::default()
+        };
+        for (_, f) in open.files {
+            let dest = f
+                .dir
+                .join(Layout::file_name(stream, partition, f.first, f.last));
+            let file = f.writer.into_inner().map_err(|source| SinkError::Parquet {
+                path: f.tmp.clone(),
+                source,
+            })?;
+            report.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+            PendingFile::publish(file, &f.tmp, &dest)?;
+            report.files.push(dest);
+        }
+        if !open.dead.is_empty() {
+            let (path, bytes) = self.write_dead_letters(stream, partition, &open.dead)?;
+            report.bytes += bytes;
+            report.files.push(path);
+        }
+        Ok(report)
+    }
+
+    fn write_dead_letters(
+        &self,
+        stream: &str,
+        partition: i32,
+        dead: &[DeadLetter],
+    ) -> Result<(PathBuf, u64), SinkError> {
+        let first = dead.iter().map(|d| d.offset).min().unwrap_or(0);
+        let last = dead.iter().map(|d| d.offset).max().unwrap_or(0);
+        let dir = self.layout.dead_letter_dir();
+        let pending = PendingFile::create(&dir, &format!("part-{stream}-{partition}-{first}"))?;
+        let perr = |source| SinkError::Parquet {
+            path: pending.tmp.clone(),
+            source,
+        };
+        let schema = dead_letter_schema();
+        let mut key = BinaryBuilder::new();
+        let mut value = BinaryBuilder::new();
+        for d in dead {
+            key.append_option(d.key.as_deref());
+            value.append_value(&d.value);
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(dead.iter().map(|_| stream))),
+            Arc::new(Int32Array::from(vec![partition; dead.len()])),
+            Arc::new(Int64Array::from_iter_values(dead.iter().map(|d| d.offset))),
+            Arc::new(StringArray::from_iter_values(dead.iter().map(|d| d.reason))),
+            Arc::new(key.finish()),
+            Arc::new(value.finish()),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(dead.iter().map(|d| d.timestamp_ms))
+                    .with_timezone(rows::UTC),
+            ),
+        ];
+        let batch =
+            RecordBatch::try_new(schema.clone(), cols).map_err(|source| SinkError::Arrow {
+                stream: stream.to_string(),
+                partition,
+                source,
+            })?;
+        let mut w =
+            ArrowWriter::try_new(pending.file, schema, Some(self.props.clone())).map_err(perr)?;
+        w.write(&batch).map_err(perr)?;
+        let file = w.into_inner().map_err(perr)?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let dest = dir.join(Layout::file_name(stream, partition, first, last));
+        PendingFile::publish(file, &pending.tmp, &dest)?;
+        Ok((dest, bytes))
+    }
+}
+
+/// Columns of a dead-letter file.
+pub fn dead_letter_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("kafka_topic", DataType::Utf8, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, false),
+        Field::new(
+            "kafka_timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some(rows::UTC.into())),
+            true,
+        ),
+    ]))
+}
+
+#[cfg(test)]
+mod tests;

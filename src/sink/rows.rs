@@ -1,0 +1,183 @@
+//! The output table's Arrow schema (spec §5) and the columnar building of record batches from
+//! normalized rows.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int32Array, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+
+use crate::normalize::{FeatureValue, Normalized, Slot};
+
+/// What the sink needs of an event beyond what the engine keeps.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RowMeta {
+    pub passthrough: Vec<Option<String>>,
+    /// When the source first saw the record (Unix ms), for latency figures.
+    pub received_ms: i64,
+}
+
+pub type OutRow = Normalized<RowMeta>;
+
+/// Column names and types of the table, fixed by the configuration.
+#[derive(Debug, Clone)]
+pub struct OutputSchema {
+    schema: SchemaRef,
+    features: Vec<String>,
+    passthrough: Vec<String>,
+    keep_raw: bool,
+    slots: Vec<Slot>,
+}
+
+pub const UTC: &str = "UTC";
+
+impl OutputSchema {
+    pub fn new(
+        features: Vec<String>,
+        passthrough: Vec<String>,
+        keep_raw: bool,
+        slots: Vec<Slot>,
+    ) -> Self {
+        let mut fields = vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new(
+                "event_time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+                false,
+            ),
+            Field::new("kafka_topic", DataType::Utf8, false),
+            Field::new("kafka_partition", DataType::Int32, false),
+            Field::new("kafka_offset", DataType::Int64, false),
+        ];
+        for p in &passthrough {
+            fields.push(Field::new(p, DataType::Utf8, true));
+        }
+        for (fi, f) in features.iter().enumerate() {
+            if keep_raw {
+                fields.push(Field::new(f, DataType::Float64, true));
+            }
+            for s in slots.iter().filter(|s| s.feature == fi) {
+                let c = &s.column;
+                fields.push(Field::new(c, DataType::Float64, true));
+                fields.push(Field::new(format!("{c}_center"), DataType::Float64, true));
+                fields.push(Field::new(format!("{c}_scale"), DataType::Float64, true));
+                fields.push(Field::new(format!("{c}_n"), DataType::Int64, false));
+                fields.push(Field::new(format!("{c}_status"), DataType::Utf8, false));
+            }
+        }
+        OutputSchema {
+            schema: Arc::new(Schema::new(fields)),
+            features,
+            passthrough,
+            keep_raw,
+            slots,
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Names of the float feature columns (raw values and normalized outputs), where
+    /// dictionary encoding only costs space.
+    pub fn float_columns(&self) -> impl Iterator<Item = &str> {
+        self.schema
+            .fields()
+            .iter()
+            .filter(|f| f.data_type() == &DataType::Float64)
+            .map(|f| f.name().as_str())
+    }
+
+    /// Build one record batch from rows of one stream partition.
+    pub fn build(
+        &self,
+        stream: &str,
+        partition: i32,
+        rows: &[OutRow],
+    ) -> Result<RecordBatch, ArrowError> {
+        let n = rows.len();
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        let key_bytes: usize = rows.iter().map(|r| r.event.key.len()).sum();
+        let mut keys = StringBuilder::with_capacity(n, key_bytes);
+        for r in rows {
+            keys.append_value(&r.event.key);
+        }
+        cols.push(Arc::new(keys.finish()));
+        let times: TimestampMicrosecondArray = rows
+            .iter()
+            .map(|r| Some(r.event.ts_ms.saturating_mul(1000)))
+            .collect();
+        cols.push(Arc::new(times.with_timezone(UTC)));
+        cols.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(stream, n),
+        )));
+        cols.push(Arc::new(Int32Array::from(vec![partition; n])));
+        let mut offsets = Int64Builder::with_capacity(n);
+        offsets.extend(rows.iter().map(|r| Some(r.event.seq)));
+        cols.push(Arc::new(offsets.finish()));
+        for pi in 0..self.passthrough.len() {
+            let mut b = StringBuilder::with_capacity(n, n * 8);
+            for r in rows {
+                b.append_option(
+                    r.event
+                        .payload
+                        .passthrough
+                        .get(pi)
+                        .and_then(|v| v.as_deref()),
+                );
+            }
+            cols.push(Arc::new(b.finish()));
+        }
+        for fi in 0..self.features.len() {
+            if self.keep_raw {
+                let mut b = Float64Builder::with_capacity(n);
+                for r in rows {
+                    b.append_option(match r.event.features.get(fi) {
+                        Some(FeatureValue::Value(x)) => Some(*x),
+                        _ => None,
+                    });
+                }
+                cols.push(Arc::new(b.finish()));
+            }
+            for (si, _) in self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.feature == fi)
+            {
+                let mut y = Float64Builder::with_capacity(n);
+                let mut c = Float64Builder::with_capacity(n);
+                let mut s = Float64Builder::with_capacity(n);
+                let mut cnt = Int64Builder::with_capacity(n);
+                let mut st = StringBuilder::with_capacity(n, n * 2);
+                for r in rows {
+                    match r.results.get(si) {
+                        Some(res) => {
+                            y.append_option(res.y);
+                            c.append_option(res.center);
+                            s.append_option(res.scale);
+                            cnt.append_value(i64::try_from(res.n).unwrap_or(i64::MAX));
+                            st.append_value(res.status.as_str());
+                        }
+                        None => {
+                            y.append_null();
+                            c.append_null();
+                            s.append_null();
+                            cnt.append_value(0);
+                            st.append_value("missing");
+                        }
+                    }
+                }
+                cols.push(Arc::new(y.finish()));
+                cols.push(Arc::new(c.finish()));
+                cols.push(Arc::new(s.finish()));
+                cols.push(Arc::new(cnt.finish()));
+                cols.push(Arc::new(st.finish()));
+            }
+        }
+        RecordBatch::try_new(self.schema.clone(), cols)
+    }
+}

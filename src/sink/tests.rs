@@ -1,0 +1,127 @@
+use super::*;
+use crate::normalize::{Event, FeatureValue, SlotResult, Status};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn schema() -> Arc<OutputSchema> {
+    let slots = vec![crate::normalize::Slot {
+        feature: 0,
+        norm: Some(0),
+        column: "v_z".into(),
+    }];
+    Arc::new(OutputSchema::new(
+        vec!["v".into()],
+        vec!["site".into()],
+        true,
+        slots,
+    ))
+}
+
+fn row(offset: i64, ts_ms: i64) -> OutRow {
+    OutRow {
+        event: Event {
+            key: "k".into(),
+            ts_ms,
+            seq: offset,
+            features: vec![FeatureValue::Value(offset as f64)],
+            payload: RowMeta {
+                passthrough: vec![Some("eu".into())],
+                received_ms: 0,
+            },
+        },
+        results: vec![SlotResult {
+            y: Some(0.5),
+            center: Some(1.0),
+            scale: Some(2.0),
+            n: 3,
+            status: Status::Ok,
+        }],
+    }
+}
+
+fn sink(dir: &std::path::Path, max_rows: usize) -> Sink {
+    let s = schema();
+    let floats: Vec<&str> = s.float_columns().collect();
+    let props = writer_properties(Codec::Zstd(3), &floats, "h");
+    Sink::new(
+        Layout::new(dir.to_str().unwrap(), "t"),
+        s.clone(),
+        props,
+        RollingPolicy {
+            max_rows,
+            max_age: Duration::from_secs(60),
+        },
+    )
+}
+
+const H: i64 = 3_600_000;
+
+#[test]
+fn rows_split_by_hour_and_roll_into_named_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sink(dir.path(), 1000);
+    let stream: Arc<str> = "topic".into();
+    let now = Instant::now();
+    let rows = vec![row(10, 5 * H + 1), row(11, 6 * H + 2), row(12, 5 * H + 3)];
+    s.append(&stream, 1, &rows, now).unwrap();
+    s.dead_letter(
+        &stream,
+        1,
+        DeadLetter {
+            offset: 9,
+            key: None,
+            value: b"{".to_vec(),
+            reason: "malformed_json",
+            timestamp_ms: Some(1),
+        },
+        now,
+    );
+    assert_eq!(s.min_unpublished("topic", 1), Some(9));
+    assert!(
+        crate::lake::list_parquet(dir.path()).unwrap().is_empty(),
+        "nothing visible before the roll"
+    );
+    let report = s.roll(&stream, 1).unwrap();
+    assert_eq!(
+        (report.rows, report.dead_letters, report.files.len()),
+        (3, 1, 3)
+    );
+    assert_eq!(s.min_unpublished("topic", 1), None);
+    let files = crate::lake::list_parquet(&dir.path().join("t")).unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "t/dt=1970-01-01/hr=05/part-topic-1-10-12.parquet",
+            "t/dt=1970-01-01/hr=06/part-topic-1-11-11.parquet",
+        ]
+    );
+    let f = File::open(&files[0]).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let total: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(total, 2);
+    assert!(
+        dir.path()
+            .join("_dead_letter/t/part-topic-1-9-9.parquet")
+            .exists()
+    );
+}
+
+#[test]
+fn rolling_is_due_by_rows_and_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sink(dir.path(), 2);
+    let stream: Arc<str> = "t".into();
+    let t0 = Instant::now();
+    s.append(&stream, 0, &[row(0, 0)], t0).unwrap();
+    s.append(&stream, 1, &[row(0, 0), row(1, 1)], t0).unwrap();
+    assert_eq!(s.due(t0), vec![(stream.clone(), 1)]);
+    let mut due = s.due(t0 + Duration::from_secs(61));
+    due.sort();
+    assert_eq!(due, vec![(stream.clone(), 0), (stream.clone(), 1)]);
+}
