@@ -40,6 +40,14 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         progress_every: Duration,
     },
+    /// Print the Hive DDL of the configured table and the partitions present.
+    Ddl {
+        #[arg(long, short, env = "NORMLAKE_CONFIG")]
+        config: PathBuf,
+        /// The table location to print (default: the absolute path of the configured root).
+        #[arg(long)]
+        location: Option<String>,
+    },
     /// Check a configuration file and report every error at once.
     ValidateConfig { config: PathBuf },
     /// Produce synthetic sensor events.
@@ -81,6 +89,22 @@ pub async fn shutdown_signal() {
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::ValidateConfig { config } => validate(&config),
+        Command::Ddl { config, location } => match Config::load(&config) {
+            Ok(c) => match ddl(&c, location) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cannot list the table's partitions: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run {
             config,
             until_end,
@@ -131,6 +155,22 @@ pub async fn main(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+/// The DDL text for a configuration: the table, then the partitions present.
+pub fn ddl(c: &Config, location: Option<String>) -> std::io::Result<String> {
+    let layout = crate::lake::Layout::new(&c.lake.root, &c.lake.table);
+    let location = match location {
+        Some(l) => l,
+        None => format!(
+            "file://{}",
+            std::path::absolute(layout.table_dir())?.display()
+        ),
+    };
+    let schema = crate::pipeline::output_schema(c);
+    let mut text = crate::lake::hive_ddl(&c.lake.table, &schema.hive_columns(), &location);
+    text += &crate::lake::hive_add_partitions(&c.lake.table, &layout.table_dir())?;
+    Ok(text)
 }
 
 fn validate(path: &Path) -> ExitCode {

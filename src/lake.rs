@@ -131,6 +131,41 @@ impl PendingFile {
     }
 }
 
+/// `CREATE EXTERNAL TABLE` for the table, with the `dt`/`hr` partition columns.
+pub fn hive_ddl(table: &str, columns: &[(String, &str)], location: &str) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|(n, t)| format!("  `{n}` {t}"))
+        .collect();
+    format!(
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` (\n{}\n)\nPARTITIONED BY (`dt` STRING, `hr` STRING)\nSTORED AS PARQUET\nLOCATION '{location}';\n",
+        cols.join(",\n")
+    )
+}
+
+/// `ALTER TABLE … ADD PARTITION` for every partition directory holding data.
+pub fn hive_add_partitions(table: &str, table_dir: &Path) -> io::Result<String> {
+    let mut parts: Vec<(String, String)> = list_parquet(table_dir)?
+        .iter()
+        .filter_map(|f| {
+            let rel = f.parent()?.strip_prefix(table_dir).ok()?;
+            let mut it = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string());
+            let dt = it.next()?.strip_prefix("dt=")?.to_string();
+            let hr = it.next()?.strip_prefix("hr=")?.to_string();
+            Some((dt, hr))
+        })
+        .collect();
+    parts.dedup();
+    Ok(parts
+        .iter()
+        .map(|(dt, hr)| {
+            format!("ALTER TABLE `{table}` ADD IF NOT EXISTS PARTITION (dt='{dt}', hr='{hr}');\n")
+        })
+        .collect())
+}
+
 /// Every published Parquet file under `dir`, recursively (hidden and `_` entries skipped).
 pub fn list_parquet(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();

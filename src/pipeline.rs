@@ -112,12 +112,7 @@ fn unix_ms() -> i64 {
 impl Processor {
     pub fn new(cfg: &Config, commits: mpsc::UnboundedSender<CommitRequest>) -> Processor {
         let engine = Engine::new(cfg.plan.clone());
-        let schema = Arc::new(OutputSchema::new(
-            cfg.plan.features.clone(),
-            cfg.input.passthrough.clone(),
-            cfg.lake.keep_raw,
-            engine.slots().to_vec(),
-        ));
+        let schema = Arc::new(output_schema(cfg));
         let floats: Vec<&str> = schema.float_columns().collect();
         let hash = config_hash(cfg);
         let props = writer_properties(cfg.lake.compression, &floats, &hash);
@@ -390,6 +385,16 @@ impl Processor {
             latency: self.latency.percentiles(),
         }
     }
+}
+
+/// The table's columns for a configuration.
+pub fn output_schema(cfg: &Config) -> OutputSchema {
+    OutputSchema::new(
+        cfg.plan.features.clone(),
+        cfg.input.passthrough.clone(),
+        cfg.lake.keep_raw,
+        cfg.plan.slots(),
+    )
 }
 
 /// A short, stable fingerprint of what shapes the output (recorded in every Parquet file).

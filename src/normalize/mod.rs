@@ -417,7 +417,7 @@ fn finish_slot(
         return match degenerate {
             Degenerate::Null => null(late_or(Status::Degenerate)),
             Degenerate::Unit => SlotResult {
-                y: Some((x - shift) - c_rel),
+                y: Some(x - center),
                 center: Some(center),
                 scale: Some(1.0),
                 n: cs.n,
@@ -432,7 +432,8 @@ fn finish_slot(
             },
         };
     }
-    let mut y = ((x - shift) - c_rel) / s;
+    // Relative to the rounded center, so that `x = y·s + center` holds to a few ulp.
+    let mut y = (x - center) / s;
     if let Some((a, b)) = clip {
         y = y.clamp(a, b);
     }

@@ -150,12 +150,15 @@ impl<S: Summary> TwoStacks<S> {
         self.front.push_front(agg);
     }
 
-    /// Drop the oldest item. `items` is the window's content *before* the pop.
-    pub fn pop_front(&mut self, items: &VecDeque<Item>, shift: f64) {
-        if self.front.is_empty() {
-            self.rebuild(items, shift);
-        }
+    /// Drop the oldest item. `items` is the window's content *before* the pop. The caller
+    /// rebuilds first when `needs_rebuild` says so (that is where it may move the shift).
+    pub fn pop_front(&mut self) {
         self.front.pop_front();
+    }
+
+    /// The front stack is exhausted: the next pop needs a rebuild from the items.
+    pub fn needs_rebuild(&self) -> bool {
+        self.front.is_empty()
     }
 
     /// Recompute every aggregate from `items`, all into the front stack.
@@ -296,7 +299,10 @@ mod tests {
             items.push_back(Item { ts: i as i64, x });
             ts.push_back(x, 1.0);
             while items.len() > 17 {
-                ts.pop_front(&items, 1.0);
+                if ts.needs_rebuild() {
+                    ts.rebuild(&items, 1.0);
+                }
+                ts.pop_front();
                 items.pop_front();
             }
             let window: Vec<f64> = items.iter().map(|it| it.x).collect();
@@ -316,7 +322,10 @@ mod tests {
             items.push_back(Item { ts: i, x: 0.1 });
             ts.push_back(0.1, 7.3);
             if items.len() > 10 {
-                ts.pop_front(&items, 7.3);
+                if ts.needs_rebuild() {
+                    ts.rebuild(&items, 7.3);
+                }
+                ts.pop_front();
                 items.pop_front();
             }
             assert_eq!(ts.query().unwrap().0.m2, 0.0);

@@ -108,10 +108,17 @@ impl Bounded {
     }
 
     fn pop_front(&mut self) -> Option<Item> {
-        let shift = self.shift();
+        let needs_rebuild = match &self.agg {
+            WindowAgg::Moments(t) => t.needs_rebuild(),
+            WindowAgg::Extrema(t) => t.needs_rebuild(),
+            WindowAgg::Order(_) => false,
+        };
+        if needs_rebuild {
+            self.rebuild();
+        }
         match &mut self.agg {
-            WindowAgg::Moments(t) => t.pop_front(&self.items, shift),
-            WindowAgg::Extrema(t) => t.pop_front(&self.items, shift),
+            WindowAgg::Moments(t) => t.pop_front(),
+            WindowAgg::Extrema(t) => t.pop_front(),
             WindowAgg::Order(_) => {}
         }
         let it = self.items.pop_front()?;
@@ -121,18 +128,31 @@ impl Bounded {
         Some(it)
     }
 
+    /// Recompute the aggregate from the items, all into the front stack. The back stack is
+    /// empty afterwards, so this is where the shift may move: to the newest value, which keeps
+    /// the moments well conditioned after a change of level (a fixed first value would cost
+    /// digits forever after a regime change).
+    fn rebuild(&mut self) {
+        if let Some(newest) = self.items.back() {
+            self.shift = Some(newest.x);
+        }
+        let shift = self.shift();
+        match &mut self.agg {
+            WindowAgg::Moments(t) => t.rebuild(&self.items, shift),
+            WindowAgg::Extrema(t) => t.rebuild(&self.items, shift),
+            WindowAgg::Order(_) => {}
+        }
+    }
+
     /// Insert keeping `(ts, arrival)` order; out-of-order inserts rebuild the aggregate.
     fn insert_by_time(&mut self, it: Item) {
         match self.items.back() {
             Some(b) if it.ts < b.ts => {
                 let at = self.items.partition_point(|v| v.ts <= it.ts);
-                self.shift.get_or_insert(it.x);
                 self.items.insert(at, it);
-                let shift = self.shift();
                 match &mut self.agg {
-                    WindowAgg::Moments(t) => t.rebuild(&self.items, shift),
-                    WindowAgg::Extrema(t) => t.rebuild(&self.items, shift),
                     WindowAgg::Order(s) => s.insert(it.x),
+                    _ => self.rebuild(),
                 }
             }
             _ => self.push_back(it),

@@ -81,6 +81,25 @@ impl OutputSchema {
         &self.schema
     }
 
+    /// `(column, Hive type)` for every column of the files, in file order.
+    pub fn hive_columns(&self) -> Vec<(String, &'static str)> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let t = match f.data_type() {
+                    DataType::Utf8 => "STRING",
+                    DataType::Timestamp(..) => "TIMESTAMP",
+                    DataType::Int32 => "INT",
+                    DataType::Int64 => "BIGINT",
+                    DataType::Float64 => "DOUBLE",
+                    _ => "BINARY",
+                };
+                (f.name().clone(), t)
+            })
+            .collect()
+    }
+
     /// Names of the float feature columns (raw values and normalized outputs), where
     /// dictionary encoding only costs space.
     pub fn float_columns(&self) -> impl Iterator<Item = &str> {

@@ -1,4 +1,63 @@
-//! Shared helpers for integration tests: the golden data set and its comparison rules.
+//! Shared helpers for integration tests: a real broker, the golden data set and its
+//! comparison rules, and reading a lake back.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod golden;
+pub mod lake;
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+/// Produce the golden records to their partitions in order and check that every record got
+/// the offset the golden files name.
+pub async fn produce_golden(brokers: &str, topic: &str) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let records = golden::records();
+    let mut pending = Vec::new();
+    for r in &records {
+        let rec = FutureRecord::to(topic)
+            .partition(r.partition)
+            .key(&r.key)
+            .payload(&r.value);
+        let fut = producer
+            .send_result(rec)
+            .unwrap_or_else(|(e, _)| panic!("enqueue {}/{}: {e}", r.partition, r.offset));
+        pending.push((r.partition, r.offset, fut));
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    for (p, o, fut) in pending {
+        let delivery = fut
+            .await
+            .expect("delivery report")
+            .unwrap_or_else(|(e, _)| panic!("deliver {p}/{o}: {e}"));
+        assert_eq!(
+            (delivery.partition, delivery.offset),
+            (p, o),
+            "the broker must assign the golden offsets"
+        );
+    }
+}
+
+/// A normlake configuration for `topic` on `brokers` with a golden case's normalization.
+pub fn golden_config(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    lake_root: &std::path::Path,
+    case: &golden::Case,
+) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\n{}\n[lake]\nroot = \"{}\"\ntable = \"golden\"\n",
+        case.toml_sections(),
+        lake_root.display()
+    )
+}
