@@ -24,7 +24,7 @@ use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::normalize::{Engine, Event, PartitionState};
 use crate::sink::{
-    DeadLetter, OutRow, OutputSchema, RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
+    DeadLetter, OutRows, OutputSchema, RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
 };
 use crate::source::{CommitRequest, KafkaSource, RawRecord, SourceError, SourceEvent};
 use crate::telemetry::{Counters, Latency, Progress, RunSummary};
@@ -175,7 +175,7 @@ impl Processor {
     fn records(&mut self, records: Vec<RawRecord>, now: Instant) -> Result<(), PipelineError> {
         Counters::add(&self.counters.consumed, records.len() as u64);
         let received_ms = unix_ms();
-        let mut out: Vec<OutRow> = Vec::new();
+        let mut out: OutRows = self.engine.emitted();
         let mut i = 0;
         // Records arrive grouped by partition in chunks; handle each run of one partition.
         while i < records.len() {
@@ -250,7 +250,7 @@ impl Processor {
         &mut self,
         topic: &Arc<str>,
         partition: i32,
-        out: &mut Vec<OutRow>,
+        out: &mut OutRows,
         now: Instant,
     ) -> Result<(), PipelineError> {
         if out.is_empty() {
@@ -260,7 +260,7 @@ impl Processor {
         self.received
             .entry((topic.clone(), partition))
             .or_default()
-            .extend(out.iter().map(|r| r.event.payload.received_ms));
+            .extend(out.events().iter().map(|e| e.payload.received_ms));
         out.clear();
         Ok(())
     }
@@ -269,7 +269,7 @@ impl Processor {
     fn finish_all(&mut self, now: Instant) -> Result<(), PipelineError> {
         let keys: Vec<(Arc<str>, i32)> = self.parts.keys().cloned().collect();
         for (topic, p) in keys {
-            let mut out = Vec::new();
+            let mut out = self.engine.emitted();
             if let Some(part) = self.parts.get_mut(&(topic.clone(), p)) {
                 part.norm.finish(&self.engine, &mut out);
             }

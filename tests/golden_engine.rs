@@ -20,7 +20,7 @@ fn run_case(case: &golden::Case) -> (Rows, DeadLetters) {
     let mut rows = Rows::new();
     let mut dl = DeadLetters::new();
     let mut states: [PartitionState<i32>; 2] = Default::default();
-    let mut out = Vec::new();
+    let mut out = engine.emitted();
     let records = golden::records();
     for r in &records {
         match decoder.decode(Some(r.key.as_bytes()), r.value.as_bytes()) {
@@ -44,17 +44,13 @@ fn run_case(case: &golden::Case) -> (Rows, DeadLetters) {
     for st in &mut states {
         st.finish(&engine, &mut out);
     }
-    for o in out {
-        for (slot, res) in slots.iter().zip(&o.results) {
+    for (ev, results) in out.rows() {
+        for (slot, res) in slots.iter().zip(results) {
             rows.insert(
-                (
-                    o.event.payload,
-                    o.event.seq,
-                    cfg.plan.features[slot.feature].clone(),
-                ),
+                (ev.payload, ev.seq, cfg.plan.features[slot.feature].clone()),
                 Row {
-                    key: o.event.key.to_string(),
-                    ts_ms: o.event.ts_ms,
+                    key: ev.key.to_string(),
+                    ts_ms: ev.ts_ms,
                     y: res.y,
                     center: res.center,
                     scale: res.scale,

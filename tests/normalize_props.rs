@@ -1,8 +1,8 @@
 //! Property tests of the statistics: they hold for any input proptest can find.
 
 use normlake::normalize::{
-    Degenerate, Engine, Event, FeatureValue, LatePolicy, Method, NormSpec, Normalized,
-    PartitionState, Plan, Status, TimeMode, Window,
+    Degenerate, Emitted, Engine, Event, FeatureValue, LatePolicy, Method, NormSpec, PartitionState,
+    Plan, SlotResult, Status, TimeMode, Window,
 };
 use proptest::prelude::*;
 
@@ -29,10 +29,10 @@ fn plan(window: Window, method: Method, include_current: bool, min_count: u64) -
 
 const Z: Method = Method::Zscore { ddof: 0, eps: 0.0 };
 
-fn run(p: Plan, evs: Vec<(i64, i64, Option<f64>)>) -> Vec<Normalized<()>> {
+fn run(p: Plan, evs: Vec<(i64, i64, Option<f64>)>) -> Vec<Row> {
     let engine = Engine::new(p);
     let mut st = PartitionState::default();
-    let mut out = Vec::new();
+    let mut out: Emitted<()> = engine.emitted();
     for (seq, ts, v) in evs {
         let ev = Event {
             key: "k".into(),
@@ -47,7 +47,21 @@ fn run(p: Plan, evs: Vec<(i64, i64, Option<f64>)>) -> Vec<Normalized<()>> {
         );
     }
     st.finish(&engine, &mut out);
-    out
+    out.rows()
+        .map(|(e, r)| Row {
+            seq: e.seq,
+            ts_ms: e.ts_ms,
+            r: r[0],
+        })
+        .collect()
+}
+
+/// One emitted row of the single-slot plans used here.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    seq: i64,
+    ts_ms: i64,
+    r: SlotResult,
 }
 
 /// Exact-enough reference: two-pass mean and variance of a small window.
@@ -83,9 +97,9 @@ proptest! {
         let evs = timestamps(&gaps);
         let out = run(plan(Window::SlidingTime { size_ms: size }, Z, false, 2), evs.clone());
         for o in &out {
-            let t = o.event.ts_ms;
-            let window: Vec<f64> = evs.iter().filter(|(s, ts, _)| *s < o.event.seq && *ts > t - size).filter_map(|e| e.2).collect();
-            let r = o.results[0];
+            let t = o.ts_ms;
+            let window: Vec<f64> = evs.iter().filter(|(s, ts, _)| *s < o.seq && *ts > t - size).filter_map(|e| e.2).collect();
+            let r = o.r;
             prop_assert_eq!(r.n as usize, window.len());
             if window.len() >= 2 {
                 let (mean, var) = reference(&window);
@@ -110,7 +124,7 @@ proptest! {
             let w: Vec<f64> = evs[lo..=i].iter().filter_map(|e| e.2).collect();
             let min = w.iter().cloned().fold(f64::INFINITY, f64::min);
             let max = w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let r = o.results[0];
+            let r = o.r;
             prop_assert_eq!(r.n as usize, w.len());
             prop_assert_eq!(r.center, Some(min));
             if max > min {
@@ -132,7 +146,7 @@ proptest! {
         let p = plan(Window::SlidingTime { size_ms: 5_000 }, Z, false, 2);
         let a = run(p.clone(), ordered);
         let b = run(p, reseq);
-        let by_ts = |v: &[Normalized<()>]| v.iter().map(|o| (o.event.ts_ms, o.results.clone())).collect::<Vec<_>>();
+        let by_ts = |v: &[Row]| v.iter().map(|o| (o.ts_ms, o.r)).collect::<Vec<_>>();
         prop_assert_eq!(by_ts(&a), by_ts(&b));
     }
 
@@ -145,7 +159,7 @@ proptest! {
         let base = run(p.clone(), evs);
         let other = run(p, moved.clone());
         for ((x, y), ev) in base.iter().zip(&other).zip(&moved) {
-            let (rx, ry) = (x.results[0], y.results[0]);
+            let (rx, ry) = (x.r, y.r);
             prop_assert_eq!(rx.status, ry.status);
             if let (Some(yx), Some(yy), Status::Ok) = (rx.y, ry.y, rx.status) {
                 prop_assert!((yx - yy).abs() <= 1e-6 * yx.abs().max(1.0), "{} vs {}", yx, yy);
@@ -173,10 +187,10 @@ proptest! {
             .collect();
         let p = plan(Window::Expanding, Z, false, 2);
         let a = run(p.clone(), evs);
-        let b: Vec<_> = run(p, with_holes).into_iter().filter(|o| o.event.seq % 2 == 0).collect();
+        let b: Vec<_> = run(p, with_holes).into_iter().filter(|o| o.seq % 2 == 0).collect();
         prop_assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
-            prop_assert_eq!(x.results[0], y.results[0]);
+            prop_assert_eq!(x.r, y.r);
         }
     }
 
@@ -187,7 +201,7 @@ proptest! {
         for w in [Window::SlidingCount { count: 10 }, Window::SlidingTime { size_ms: 30 }, Window::Expanding, Window::Tumbling { size_ms: 1_000_000 }] {
             let out = run(plan(w, Z, true, 2), evs.clone());
             for o in out.iter().skip(2) {
-                prop_assert_eq!(o.results[0].status, Status::Degenerate, "{:?}", w);
+                prop_assert_eq!(o.r.status, Status::Degenerate, "{:?}", w);
             }
         }
     }
@@ -227,7 +241,7 @@ fn regime_change_keeps_full_relative_accuracy() {
         if i >= 1_200 {
             let w = &values[i - count..i];
             let (_, var) = reference(w);
-            let s = o.results[0].scale.unwrap();
+            let s = o.r.scale.unwrap();
             worst = worst.max((s - var.sqrt()).abs() / var.sqrt());
             let n = count as f64;
             let naive_var = (sumsq / n - (sum / n) * (sum / n)).max(0.0);

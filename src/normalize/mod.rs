@@ -6,16 +6,17 @@
 //! knows nothing of Kafka or files: an event carries an opaque payload `P` that comes back
 //! out with the result (the wiring puts Kafka coordinates and pass-through fields there).
 
+pub mod reorder;
 pub mod spec;
 pub mod stats;
 pub mod window;
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use reorder::Reorder;
 pub use spec::{Degenerate, LatePolicy, LayerSpec, Method, NormSpec, Plan, Slot, TimeMode, Window};
 use window::{Accumulator, CenterScale};
 
@@ -81,11 +82,53 @@ pub struct SlotResult {
     pub status: Status,
 }
 
-/// An event with its results, in slot order (`Plan::slots`).
+/// Emitted events with their results: row `i` has `slots` results, in slot order
+/// (`Plan::slots`), stored flat so that emitting a row allocates nothing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Normalized<P> {
-    pub event: Event<P>,
-    pub results: Vec<SlotResult>,
+pub struct Emitted<P> {
+    slots: usize,
+    events: Vec<Event<P>>,
+    results: Vec<SlotResult>,
+}
+
+impl<P> Emitted<P> {
+    pub fn new(slots: usize) -> Self {
+        Emitted {
+            slots,
+            events: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.results.clear();
+    }
+
+    pub fn events(&self) -> &[Event<P>] {
+        &self.events
+    }
+
+    /// The results of row `i` (empty when out of range).
+    pub fn results(&self, i: usize) -> &[SlotResult] {
+        self.results
+            .get(i * self.slots..(i + 1) * self.slots)
+            .unwrap_or(&[])
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = (&Event<P>, &[SlotResult])> {
+        self.events
+            .iter()
+            .zip(self.results.chunks_exact(self.slots.max(1)))
+    }
 }
 
 /// Counters the telemetry reads.
@@ -134,6 +177,11 @@ impl Engine {
         &self.slots
     }
 
+    /// An empty output batch for this engine's slots.
+    pub fn emitted<P>(&self) -> Emitted<P> {
+        Emitted::new(self.slots.len())
+    }
+
     fn new_key(&self) -> KeyState {
         KeyState {
             accs: self
@@ -155,34 +203,13 @@ struct KeyState {
     newest_ts: i64,
 }
 
-/// Buffered event ordered by `(ts, seq)`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending<P>(Event<P>);
-
-impl<P> PartialEq for Pending<P> {
-    fn eq(&self, o: &Self) -> bool {
-        (self.0.ts_ms, self.0.seq) == (o.0.ts_ms, o.0.seq)
-    }
-}
-impl<P> Eq for Pending<P> {}
-impl<P> PartialOrd for Pending<P> {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl<P> Ord for Pending<P> {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (self.0.ts_ms, self.0.seq).cmp(&(o.0.ts_ms, o.0.seq))
-    }
-}
-
 /// All normalization state of one input partition: watermark, buffered events, keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>"))]
 pub struct PartitionState<P> {
     max_ts: Option<i64>,
-    pending: BinaryHeap<Reverse<Pending<P>>>,
-    keys: HashMap<Box<str>, KeyState>,
+    pending: Reorder<P>,
+    keys: HashMap<Box<str>, KeyState, foldhash::fast::RandomState>,
     processed: u64,
     pub counters: EngineCounters,
 }
@@ -191,8 +218,8 @@ impl<P> Default for PartitionState<P> {
     fn default() -> Self {
         PartitionState {
             max_ts: None,
-            pending: BinaryHeap::new(),
-            keys: HashMap::new(),
+            pending: Reorder::default(),
+            keys: HashMap::default(),
             processed: 0,
             counters: EngineCounters::default(),
         }
@@ -213,7 +240,7 @@ impl<P> PartitionState<P> {
 
     /// Smallest `seq` still buffered (not yet emitted).
     pub fn min_pending_seq(&self) -> Option<i64> {
-        self.pending.iter().map(|Reverse(p)| p.0.seq).min()
+        self.pending.min_seq()
     }
 
     pub fn pending_len(&self) -> usize {
@@ -230,7 +257,7 @@ impl<P> PartitionState<P> {
         &mut self,
         engine: &Engine,
         ev: Event<P>,
-        out: &mut Vec<Normalized<P>>,
+        out: &mut Emitted<P>,
     ) -> Option<Event<P>> {
         if engine.plan.time_mode == TimeMode::ProcessingTime {
             self.max_ts = Some(self.max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
@@ -249,29 +276,23 @@ impl<P> PartitionState<P> {
             };
         }
         self.max_ts = Some(self.max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
-        self.pending.push(Reverse(Pending(ev)));
+        self.pending.push(ev);
         self.release(engine, self.watermark(engine), out);
         None
     }
 
     /// End of a bounded input: the watermark moves to +∞ and every buffered event is emitted.
-    pub fn finish(&mut self, engine: &Engine, out: &mut Vec<Normalized<P>>) {
+    pub fn finish(&mut self, engine: &Engine, out: &mut Emitted<P>) {
         self.release(engine, i64::MAX, out);
     }
 
-    fn release(&mut self, engine: &Engine, wm: i64, out: &mut Vec<Normalized<P>>) {
-        while self
-            .pending
-            .peek()
-            .is_some_and(|Reverse(p)| p.0.ts_ms <= wm)
-        {
-            if let Some(Reverse(Pending(ev))) = self.pending.pop() {
-                self.process(engine, ev, false, out);
-            }
+    fn release(&mut self, engine: &Engine, wm: i64, out: &mut Emitted<P>) {
+        while let Some(ev) = self.pending.pop_until(wm) {
+            self.process(engine, ev, false, out);
         }
     }
 
-    fn process(&mut self, engine: &Engine, ev: Event<P>, late: bool, out: &mut Vec<Normalized<P>>) {
+    fn process(&mut self, engine: &Engine, ev: Event<P>, late: bool, out: &mut Emitted<P>) {
         let plan = &engine.plan;
         let t = ev.ts_ms;
         let key = match self.keys.get_mut(&*ev.key) {
@@ -290,7 +311,6 @@ impl<P> PartitionState<P> {
             TimeMode::EventTime => 0,
         };
         let layer = plan.layer.as_ref().map(|l| layer_stats(l, &ev.features));
-        let mut results = Vec::with_capacity(engine.slots.len());
         for (slot, acc_ix) in engine.slots.iter().zip(&engine.acc_of_slot) {
             let fv = ev
                 .features
@@ -323,9 +343,9 @@ impl<P> PartitionState<P> {
                     status: Status::Missing,
                 },
             };
-            results.push(r);
+            out.results.push(r);
         }
-        out.push(Normalized { event: ev, results });
+        out.events.push(ev);
         self.processed += 1;
         if self.processed.is_multiple_of(SWEEP_EVERY) {
             self.sweep_idle(engine);

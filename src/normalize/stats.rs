@@ -21,6 +21,10 @@ pub struct Item {
 /// caller (they are implied by stack positions) so an aggregate stays 16 bytes.
 pub trait Summary: Copy + std::fmt::Debug {
     fn of(x: f64, shift: f64) -> Self;
+    /// Add one value to an aggregate over `n` values (a cheaper special case of `merge`).
+    fn add(a: &Self, n: u64, x: f64, shift: f64) -> Self {
+        Self::merge(a, n, &Self::of(x, shift), 1)
+    }
     /// Combine `a` (over `na` values) with `b` (over `nb` values); both counts are > 0.
     fn merge(a: &Self, na: u64, b: &Self, nb: u64) -> Self;
 }
@@ -37,6 +41,17 @@ impl Summary for MeanM2 {
         MeanM2 {
             mean: x - shift,
             m2: 0.0,
+        }
+    }
+
+    fn add(a: &Self, n: u64, x: f64, shift: f64) -> Self {
+        // Welford: one division instead of the general merge's two.
+        let v = x - shift;
+        let d = v - a.mean;
+        let mean = a.mean + d / (n + 1) as f64;
+        MeanM2 {
+            mean,
+            m2: a.m2 + d * (v - mean),
         }
     }
 
@@ -131,10 +146,9 @@ impl<S: Summary> Default for TwoStacks<S> {
 
 impl<S: Summary> TwoStacks<S> {
     pub fn push_back(&mut self, x: f64, shift: f64) {
-        let one = S::of(x, shift);
         self.back = Some(match &self.back {
-            Some(b) => S::merge(b, self.back_n, &one, 1),
-            None => one,
+            Some(b) => S::add(b, self.back_n, x, shift),
+            None => S::of(x, shift),
         });
         self.back_n += 1;
     }
@@ -196,6 +210,13 @@ impl<S: Summary> TwoStacks<S> {
         *self = TwoStacks::default();
     }
 
+    /// Shrink the front stack's capacity when `over(capacity, len)` says it is too large.
+    pub fn trim(&mut self, over: fn(usize, usize) -> bool, room: fn(usize) -> usize) {
+        if over(self.front.capacity(), self.front.len()) {
+            self.front.shrink_to(room(self.front.len()));
+        }
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.front.capacity() * std::mem::size_of::<S>()
     }
@@ -226,6 +247,13 @@ impl SortedValues {
 
     pub fn clear(&mut self) {
         self.values.clear();
+    }
+
+    /// Shrink capacity when `over(capacity, len)` says it is too large.
+    pub fn trim(&mut self, over: fn(usize, usize) -> bool, room: fn(usize) -> usize) {
+        if over(self.values.capacity(), self.values.len()) {
+            self.values.shrink_to(room(self.values.len()));
+        }
     }
 
     pub fn heap_bytes(&self) -> usize {

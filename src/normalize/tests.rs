@@ -33,10 +33,10 @@ fn ev(seq: i64, ts: i64, v: Option<f64>) -> Event<()> {
 
 const Z: Method = Method::Zscore { ddof: 0, eps: 0.0 };
 
-fn run(p: Plan, evs: Vec<Event<()>>) -> (Vec<Normalized<()>>, Vec<i64>) {
+fn run(p: Plan, evs: Vec<Event<()>>) -> (Emitted<()>, Vec<i64>) {
     let engine = Engine::new(p);
     let mut st = PartitionState::default();
-    let mut out = Vec::new();
+    let mut out = engine.emitted();
     let mut late = Vec::new();
     for e in evs {
         if let Some(l) = st.push(&engine, e, &mut out) {
@@ -57,11 +57,11 @@ fn event_time_orders_by_ts_then_offset_and_rejects_late() {
         ev(4, 20_000, Some(5.0)), // tie in ts, after seq 2
     ];
     let (out, late) = run(plan(Window::Expanding, Z, false, TimeMode::EventTime), evs);
-    let order: Vec<i64> = out.iter().map(|o| o.event.seq).collect();
+    let order: Vec<i64> = out.events().iter().map(|e| e.seq).collect();
     assert_eq!(order, vec![1, 0, 2, 4]);
     assert_eq!(late, vec![3]);
-    assert_eq!(out[0].results[0].status, Status::Warmup);
-    assert_eq!(out[2].results[0].n, 2);
+    assert_eq!(out.results(0)[0].status, Status::Warmup);
+    assert_eq!(out.results(2)[0].n, 2);
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn an_event_exactly_at_t_minus_w_is_excluded() {
     ];
     let (out, _) = run(plan(w, Z, false, TimeMode::EventTime), evs);
     // At t = 1000 the window is (0, 1000]: only the value at 500.
-    assert_eq!(out[2].results[0].n, 1);
+    assert_eq!(out.results(2)[0].n, 1);
 }
 
 #[test]
@@ -86,9 +86,9 @@ fn missing_values_never_change_state_and_report_n() {
         ev(3, 3, Some(5.0)),
     ];
     let (out, _) = run(plan(Window::Expanding, Z, false, TimeMode::EventTime), evs);
-    assert_eq!(out[1].results[0].status, Status::Missing);
-    assert_eq!(out[1].results[0].n, 1);
-    let r = out[3].results[0];
+    assert_eq!(out.results(1)[0].status, Status::Missing);
+    assert_eq!(out.results(1)[0].n, 1);
+    let r = out.results(3)[0];
     assert_eq!(r.n, 2);
     assert_eq!(r.center, Some(2.0));
     assert_eq!(r.scale, Some(1.0));
@@ -107,7 +107,7 @@ fn constant_windows_are_degenerate_with_unit_scale() {
         ),
         evs,
     );
-    let r = out[4].results[0];
+    let r = out.results(4)[0];
     assert_eq!(r.status, Status::Degenerate);
     assert_eq!((r.scale, r.y, r.n), (Some(1.0), Some(0.0), 3));
 }
@@ -123,11 +123,11 @@ fn processing_time_keeps_arrival_order_and_sees_newer_prior_values() {
     let (out, late) = run(plan(w, Z, false, TimeMode::ProcessingTime), evs);
     assert!(late.is_empty());
     assert_eq!(
-        out.iter().map(|o| o.event.seq).collect::<Vec<_>>(),
+        out.events().iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![0, 1, 2]
     );
     // Prior values with ts > 4200 − 1000: both earlier ones.
-    assert_eq!(out[2].results[0].n, 2);
+    assert_eq!(out.results(2)[0].n, 2);
 }
 
 #[test]
@@ -141,9 +141,9 @@ fn tumbling_previous_sees_the_whole_previous_bucket() {
         ev(4, 310, Some(9.0)),
     ];
     let (out, _) = run(plan(w, Z, false, TimeMode::EventTime), evs);
-    assert_eq!(out[2].results[0].n, 2);
-    assert_eq!(out[2].results[0].center, Some(2.0));
-    assert_eq!(out[3].results[0].n, 2);
+    assert_eq!(out.results(2)[0].n, 2);
+    assert_eq!(out.results(2)[0].center, Some(2.0));
+    assert_eq!(out.results(3)[0].n, 2);
     // Bucket 300 follows an empty bucket 200: nothing to see.
-    assert_eq!(out[4].results[0].n, 0);
+    assert_eq!(out.results(4)[0].n, 0);
 }

@@ -142,6 +142,7 @@ impl Bounded {
             WindowAgg::Extrema(t) => t.rebuild(&self.items, shift),
             WindowAgg::Order(_) => {}
         }
+        self.trim();
     }
 
     /// Insert keeping `(ts, arrival)` order; out-of-order inserts rebuild the aggregate.
@@ -163,7 +164,9 @@ impl Bounded {
     /// newer than `keep_above`.
     fn advance(&mut self, lo: i64, keep_above: i64) {
         while self.items.front().is_some_and(|f| f.ts <= lo) {
-            if let Some(it) = self.pop_front() {
+            if let Some(it) = self.pop_front()
+                && it.ts > keep_above
+            {
                 self.retired.push_back(it);
             }
         }
@@ -174,6 +177,35 @@ impl Bounded {
         }
         while self.retired.front().is_some_and(|r| r.ts <= keep_above) {
             self.retired.pop_front();
+        }
+        if matches!(self.agg, WindowAgg::Order(_))
+            && self.items.capacity() > 2 * self.items.len() + 8
+        {
+            self.trim();
+        }
+    }
+
+    /// Give back capacity a shrunken window no longer needs: deques grow by doubling, and a
+    /// window of 300 values would otherwise hold room for 512 (the state budget is per
+    /// retained value). Reallocating only when over 5/4 of the need keeps this amortised O(1).
+    fn trim(&mut self) {
+        fn over(cap: usize, len: usize) -> bool {
+            cap > len + len / 4 + 8
+        }
+        fn room(len: usize) -> usize {
+            len + len / 8 + 4
+        }
+        let len = self.items.len();
+        if over(self.items.capacity(), len) {
+            self.items.shrink_to(room(len));
+        }
+        if over(self.retired.capacity(), self.retired.len()) {
+            self.retired.shrink_to(room(self.retired.len()));
+        }
+        match &mut self.agg {
+            WindowAgg::Order(s) => s.trim(over, room),
+            WindowAgg::Moments(t) => t.trim(over, room),
+            WindowAgg::Extrema(t) => t.trim(over, room),
         }
     }
 

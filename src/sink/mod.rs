@@ -29,7 +29,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::config::Codec;
 use crate::lake::{LakeError, Layout, PendingFile};
-pub use rows::{OutRow, OutputSchema, RowMeta};
+pub use rows::{OutRows, OutputSchema, RowMeta};
 
 /// Failures of the sink, with the file they concern.
 #[derive(Debug, thiserror::Error)]
@@ -162,9 +162,10 @@ impl Sink {
         &mut self,
         stream: &Arc<str>,
         partition: i32,
-        rows: &[OutRow],
+        out: &OutRows,
         now: Instant,
     ) -> Result<(), SinkError> {
+        let rows = out.events();
         if rows.is_empty() {
             return Ok(());
         }
@@ -175,14 +176,14 @@ impl Sink {
         };
         let batch = self
             .schema
-            .build(stream, partition, rows)
+            .build(stream, partition, out)
             .map_err(arrow_err)?;
         // Group row indexes by hour bucket; rows mostly arrive in time order, so the common
         // case is one or two buckets per batch.
         let mut groups: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
             groups
-                .entry(Layout::hour_of(r.event.ts_ms))
+                .entry(Layout::hour_of(r.ts_ms))
                 .or_default()
                 .push(i as u32);
         }
@@ -201,7 +202,7 @@ impl Sink {
                 RecordBatch::try_new(batch.schema(), cols).map_err(arrow_err)?
             };
             let (first, last) = idx.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &i| {
-                let o = rows[i as usize].event.seq;
+                let o = rows.get(i as usize).map_or(0, |e| e.seq);
                 (lo.min(o), hi.max(o))
             });
             let file = match open.files.entry(hour) {

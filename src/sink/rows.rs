@@ -10,7 +10,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
-use crate::normalize::{FeatureValue, Normalized, Slot};
+use crate::normalize::{Emitted, FeatureValue, Slot};
 
 /// What the sink needs of an event beyond what the engine keeps.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -20,7 +20,8 @@ pub struct RowMeta {
     pub received_ms: i64,
 }
 
-pub type OutRow = Normalized<RowMeta>;
+/// Emitted rows as the sink receives them.
+pub type OutRows = Emitted<RowMeta>;
 
 /// Column names and types of the table, fixed by the configuration.
 #[derive(Debug, Clone)]
@@ -115,19 +116,20 @@ impl OutputSchema {
         &self,
         stream: &str,
         partition: i32,
-        rows: &[OutRow],
+        out: &OutRows,
     ) -> Result<RecordBatch, ArrowError> {
+        let rows = out.events();
         let n = rows.len();
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        let key_bytes: usize = rows.iter().map(|r| r.event.key.len()).sum();
+        let key_bytes: usize = rows.iter().map(|r| r.key.len()).sum();
         let mut keys = StringBuilder::with_capacity(n, key_bytes);
         for r in rows {
-            keys.append_value(&r.event.key);
+            keys.append_value(&r.key);
         }
         cols.push(Arc::new(keys.finish()));
         let times: TimestampMicrosecondArray = rows
             .iter()
-            .map(|r| Some(r.event.ts_ms.saturating_mul(1000)))
+            .map(|r| Some(r.ts_ms.saturating_mul(1000)))
             .collect();
         cols.push(Arc::new(times.with_timezone(UTC)));
         cols.push(Arc::new(StringArray::from_iter_values(
@@ -135,18 +137,12 @@ impl OutputSchema {
         )));
         cols.push(Arc::new(Int32Array::from(vec![partition; n])));
         let mut offsets = Int64Builder::with_capacity(n);
-        offsets.extend(rows.iter().map(|r| Some(r.event.seq)));
+        offsets.extend(rows.iter().map(|r| Some(r.seq)));
         cols.push(Arc::new(offsets.finish()));
         for pi in 0..self.passthrough.len() {
             let mut b = StringBuilder::with_capacity(n, n * 8);
             for r in rows {
-                b.append_option(
-                    r.event
-                        .payload
-                        .passthrough
-                        .get(pi)
-                        .and_then(|v| v.as_deref()),
-                );
+                b.append_option(r.payload.passthrough.get(pi).and_then(|v| v.as_deref()));
             }
             cols.push(Arc::new(b.finish()));
         }
@@ -154,7 +150,7 @@ impl OutputSchema {
             if self.keep_raw {
                 let mut b = Float64Builder::with_capacity(n);
                 for r in rows {
-                    b.append_option(match r.event.features.get(fi) {
+                    b.append_option(match r.features.get(fi) {
                         Some(FeatureValue::Value(x)) => Some(*x),
                         _ => None,
                     });
@@ -172,8 +168,8 @@ impl OutputSchema {
                 let mut s = Float64Builder::with_capacity(n);
                 let mut cnt = Int64Builder::with_capacity(n);
                 let mut st = StringBuilder::with_capacity(n, n * 2);
-                for r in rows {
-                    match r.results.get(si) {
+                for i in 0..n {
+                    match out.results(i).get(si) {
                         Some(res) => {
                             y.append_option(res.y);
                             c.append_option(res.center);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::normalize::{Event, FeatureValue, SlotResult, Status};
+use crate::normalize::{Event, FeatureValue};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn schema() -> Arc<OutputSchema> {
@@ -16,9 +16,31 @@ fn schema() -> Arc<OutputSchema> {
     ))
 }
 
-fn row(offset: i64, ts_ms: i64) -> OutRow {
-    OutRow {
-        event: Event {
+fn rows(rows: &[(i64, i64)]) -> OutRows {
+    // Build through a real engine so the batch layout is the engine's own.
+    let plan = crate::normalize::Plan {
+        features: vec!["v".into()],
+        norms: vec![crate::normalize::NormSpec {
+            name: "z".into(),
+            method: crate::normalize::Method::Zscore { ddof: 0, eps: 0.0 },
+            window: crate::normalize::Window::Expanding,
+            include_current: false,
+            min_count: 1,
+            degenerate: crate::normalize::Degenerate::Unit,
+            features: vec![0],
+        }],
+        layer: None,
+        time_mode: crate::normalize::TimeMode::ProcessingTime,
+        out_of_orderness_ms: 0,
+        late: crate::normalize::LatePolicy::DeadLetter,
+        max_disorder_ms: 0,
+        idle_ttl_ms: None,
+    };
+    let engine = crate::normalize::Engine::new(plan);
+    let mut st = crate::normalize::PartitionState::default();
+    let mut out = engine.emitted();
+    for &(offset, ts_ms) in rows {
+        let ev = Event {
             key: "k".into(),
             ts_ms,
             seq: offset,
@@ -27,15 +49,10 @@ fn row(offset: i64, ts_ms: i64) -> OutRow {
                 passthrough: vec![Some("eu".into())],
                 received_ms: 0,
             },
-        },
-        results: vec![SlotResult {
-            y: Some(0.5),
-            center: Some(1.0),
-            scale: Some(2.0),
-            n: 3,
-            status: Status::Ok,
-        }],
+        };
+        assert!(st.push(&engine, ev, &mut out).is_none());
     }
+    out
 }
 
 fn sink(dir: &std::path::Path, max_rows: usize) -> Sink {
@@ -61,7 +78,7 @@ fn rows_split_by_hour_and_roll_into_named_files() {
     let mut s = sink(dir.path(), 1000);
     let stream: Arc<str> = "topic".into();
     let now = Instant::now();
-    let rows = vec![row(10, 5 * H + 1), row(11, 6 * H + 2), row(12, 5 * H + 3)];
+    let rows = rows(&[(10, 5 * H + 1), (11, 6 * H + 2), (12, 5 * H + 3)]);
     s.append(&stream, 1, &rows, now).unwrap();
     s.dead_letter(
         &stream,
@@ -118,8 +135,8 @@ fn rolling_is_due_by_rows_and_by_age() {
     let mut s = sink(dir.path(), 2);
     let stream: Arc<str> = "t".into();
     let t0 = Instant::now();
-    s.append(&stream, 0, &[row(0, 0)], t0).unwrap();
-    s.append(&stream, 1, &[row(0, 0), row(1, 1)], t0).unwrap();
+    s.append(&stream, 0, &rows(&[(0, 0)]), t0).unwrap();
+    s.append(&stream, 1, &rows(&[(0, 0), (1, 1)]), t0).unwrap();
     assert_eq!(s.due(t0), vec![(stream.clone(), 1)]);
     let mut due = s.due(t0 + Duration::from_secs(61));
     due.sort();

@@ -1,0 +1,164 @@
+//! Normalize-only throughput (no Kafka, no decoding, no files): 10,000 keys × 8 features,
+//! one event per key per second of event time, in event-time mode with the default 5 s
+//! out-of-orderness (so every event goes through the watermark buffer). Prints feature
+//! updates per second per window and the state bytes per retained value.
+//!
+//! Run: `cargo bench --bench normalize` (optionally `-- --keys N --rounds N`).
+
+use std::time::Instant;
+
+use normlake::normalize::{
+    Degenerate, Engine, Event, FeatureValue, LatePolicy, Method, NormSpec, PartitionState, Plan,
+    TimeMode, Window,
+};
+
+const FEATURES: usize = 8;
+
+fn plan(window: Window, method: Method) -> Plan {
+    Plan {
+        features: (0..FEATURES).map(|i| format!("f{i}")).collect(),
+        norms: vec![NormSpec {
+            name: "k".into(),
+            method,
+            window,
+            include_current: false,
+            min_count: 2,
+            degenerate: Degenerate::Unit,
+            features: (0..FEATURES).collect(),
+        }],
+        layer: None,
+        time_mode: TimeMode::EventTime,
+        out_of_orderness_ms: 5_000,
+        late: LatePolicy::DeadLetter,
+        max_disorder_ms: 0,
+        idle_ttl_ms: None,
+    }
+}
+
+struct Figures {
+    updates_per_s: f64,
+    bytes_per_value: Option<f64>,
+    retained: usize,
+}
+
+fn bench(window: Window, method: Method, keys: usize, rounds: usize) -> Figures {
+    let engine = Engine::new(plan(window, method));
+    let names: Vec<Box<str>> = (0..keys).map(|k| format!("sensor-{k:05}").into()).collect();
+    let mut state: PartitionState<()> = PartitionState::default();
+    let mut out = engine.emitted();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    // Pre-build the events so only the engine is timed.
+    let mut events = Vec::with_capacity(keys * rounds);
+    let mut seq = 0i64;
+    for r in 0..rounds {
+        for (k, name) in names.iter().enumerate() {
+            let ts = 1_700_000_000_000 + r as i64 * 1_000 + (k as i64 * 1_000) / keys as i64;
+            let features = (0..FEATURES)
+                .map(|f| FeatureValue::Value(20.0 + f as f64 + rnd()))
+                .collect();
+            events.push(Event {
+                key: name.clone(),
+                ts_ms: ts,
+                seq,
+                features,
+                payload: (),
+            });
+            seq += 1;
+        }
+    }
+    let n = events.len();
+    let start = Instant::now();
+    for ev in events {
+        state.push(&engine, ev, &mut out);
+        if out.len() >= keys {
+            out.clear();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (bytes, retained) = state.state_footprint();
+    Figures {
+        updates_per_s: (n * FEATURES) as f64 / secs,
+        bytes_per_value: (retained > 0).then(|| bytes as f64 / retained as f64),
+        retained,
+    }
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let keys = arg("--keys", 10_000);
+    let z = Method::Zscore { ddof: 0, eps: 0.0 };
+    let cases: [(&str, Window, Method, usize, f64); 5] = [
+        ("expanding zscore", Window::Expanding, z, 120, 20e6),
+        (
+            "sliding_time(60s) zscore",
+            Window::SlidingTime { size_ms: 60_000 },
+            z,
+            180,
+            8e6,
+        ),
+        (
+            "sliding_count(100) zscore",
+            Window::SlidingCount { count: 100 },
+            z,
+            200,
+            8e6,
+        ),
+        (
+            "ewm_time(2m) zscore",
+            Window::EwmTime {
+                halflife_ms: 120_000,
+            },
+            z,
+            120,
+            20e6,
+        ),
+        (
+            "robust sliding_time(5m)",
+            Window::SlidingTime { size_ms: 300_000 },
+            Method::Robust {
+                q_lo: 0.25,
+                q_hi: 0.75,
+            },
+            360,
+            0.0,
+        ),
+    ];
+    println!(
+        "normalize-only, {keys} keys x {FEATURES} features, 1 event/s/key, event-time mode, one thread"
+    );
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    for (name, w, m, rounds, target) in cases {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        let rounds = arg("--rounds", rounds);
+        let f = bench(w, m, keys, rounds);
+        let per_value = f
+            .bytes_per_value
+            .map(|b| format!("{b:.1} B/retained value ({} values)", f.retained))
+            .unwrap_or_else(|| "no retained values".into());
+        let tgt = if target > 0.0 {
+            format!(" (target >= {:.0} M)", target / 1e6)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {name:<28} {:>7.2} M feature-updates/s{tgt}  {per_value}",
+            f.updates_per_s / 1e6
+        );
+    }
+}
