@@ -1,32 +1,37 @@
 //! The wiring: the one place that knows every stage.
 //!
 //! ```text
-//!  KafkaSource (async task) ──SourceEvent──▶ Processor (blocking thread)
-//!        ▲        bounded channel            decode → normalize → sink (Parquet, rolls)
-//!        └────────── CommitRequest ◀──────── offsets that are durable in the lake
+//!  source thread (rdkafka) ──SourceEvent──▶ processor thread
+//!        ▲            bounded channel        decode → normalize → sink → lake commit
+//!        └────── ToSource (group commits, seeks) ◀──────┘
 //! ```
-//! The processor runs decoding, normalization and Parquet encoding on a dedicated blocking
-//! thread so the runtime only moves messages. Offsets travel with the data: for each input
-//! partition the processor knows the next offset to read, the smallest offset still buffered
-//! by the normalizer (event-time reordering) and the smallest offset the sink has not yet
-//! published. The group's offset is committed only up to the smallest of the three, after a
-//! roll made the data below it durable.
+//! The runtime only waits for the shutdown signal; the source and the processor run on their
+//! own threads. The processor owns one `PartitionProgress` per assigned input partition:
+//! the normalization state, the next offset to read and the commit sequence. A *roll* seals
+//! the partition's files and commits them with a checkpoint of that state through
+//! `lake::commit` (see there for the protocol), and only then asks the source to commit the
+//! group offset. On assignment a partition is recovered from the lake; on revoke its
+//! in-flight work is abandoned; after a failed roll it is recovered from the lake again after
+//! a back-off, and reading resumes from the lake's position.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot};
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
+use crate::lake::commit::{self as lake_commit, CommitError, FileMove};
 use crate::normalize::{Engine, Event, PartitionState};
 use crate::sink::{
     DeadLetter, OutRows, OutputSchema, RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
 };
-use crate::source::{CommitRequest, KafkaSource, RawRecord, SourceError, SourceEvent};
+use crate::source::{self, CommitRequest, PartitionId, RawRecord, SourceError, SourceEvent};
 use crate::telemetry::{Counters, Latency, Progress, RunSummary};
 
 /// Failures of a run, by stage.
@@ -36,6 +41,15 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error("writing to the lake failed: {0}")]
     Sink(#[from] SinkError),
+    #[error("the lake's commit log failed: {0}")]
+    Commit(#[from] CommitError),
+    #[error("checkpoint of {stream}/{partition} cannot be {op}: {message}")]
+    Checkpoint {
+        stream: String,
+        partition: i32,
+        op: &'static str,
+        message: String,
+    },
     #[error("the final offset commit failed: {0}")]
     FinalCommit(String),
     #[error("the processor thread failed: {0}")]
@@ -65,27 +79,77 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, PipelineError> {
-    let source = KafkaSource::connect(&cfg.kafka, opts.until_end)?;
-    let (tx, rx) = mpsc::channel::<SourceEvent>(16);
-    let (commit_tx, commit_rx) = mpsc::unbounded_channel::<CommitRequest>();
+    let (tx, rx) = sync_channel::<SourceEvent>(16);
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<CommitRequest>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let source = source::spawn(&cfg.kafka, opts.until_end, tx, commit_rx, stop.clone())?;
     let processor = Processor::new(&cfg, commit_tx);
     let progress_every = opts.progress_every;
-    let worker = tokio::task::spawn_blocking(move || processor.run(rx, progress_every));
-    let source_result = source.run(tx, commit_rx, shutdown).await;
-    let processed = worker
+    let mut worker = tokio::task::spawn_blocking(move || processor.run(rx, progress_every));
+    tokio::pin!(shutdown);
+    let processed = tokio::select! {
+        r = &mut worker => r,
+        _ = &mut shutdown => {
+            stop.store(true, Ordering::Relaxed);
+            worker.await
+        }
+    };
+    let processed = processed.map_err(|e| PipelineError::Processor(e.to_string()))?;
+    let source_result = tokio::task::spawn_blocking(move || source.join())
         .await
-        .map_err(|e| PipelineError::Processor(e.to_string()))?;
+        .map_err(|e| PipelineError::Processor(e.to_string()))?
+        .map_err(|_| {
+            PipelineError::Source(SourceError::Thread("the source thread panicked".into()))
+        })?;
     // A processor failure explains a source that saw it go away.
     let summary = processed?;
     source_result?;
     Ok(summary)
 }
 
+/// What a checkpoint holds: the state that produced the committed rows and the next offset.
+#[derive(Serialize)]
+struct CheckpointRef<'a> {
+    version: u32,
+    next: i64,
+    state: &'a PartitionState<RowMeta>,
+}
+
+#[derive(Deserialize)]
+struct Checkpoint {
+    version: u32,
+    next: i64,
+    state: PartitionState<RowMeta>,
+}
+
+/// Bumped whenever the checkpointed state changes shape.
+const CHECKPOINT_VERSION: u32 = 1;
+
 struct PartitionProgress {
     norm: PartitionState<RowMeta>,
-    /// Next offset to read.
-    next: i64,
-    committed: i64,
+    /// Next offset to read (`None`: nothing read and nothing committed yet).
+    next: Option<i64>,
+    /// Sequence of the last lake commit.
+    seq: u64,
+    /// Offset of the last lake commit.
+    committed: Option<i64>,
+    /// Since when there is uncommitted progress.
+    dirty_since: Option<Instant>,
+    /// After a failed roll: when to recover from the lake, and the back-off so far.
+    failed: Option<(Instant, Duration)>,
+}
+
+impl PartitionProgress {
+    fn fresh() -> Self {
+        PartitionProgress {
+            norm: PartitionState::default(),
+            next: None,
+            seq: 0,
+            committed: None,
+            dirty_since: None,
+            failed: None,
+        }
+    }
 }
 
 /// Decode, normalize and write, on one thread.
@@ -93,13 +157,15 @@ pub struct Processor {
     decoder: Decoder,
     engine: Arc<Engine>,
     sink: Sink,
-    parts: HashMap<(Arc<str>, i32), PartitionProgress>,
-    commits: mpsc::UnboundedSender<CommitRequest>,
+    layout: Layout,
+    max_age: Duration,
+    parts: HashMap<PartitionId, PartitionProgress>,
+    to_source: Sender<CommitRequest>,
     counters: Arc<Counters>,
     dead_by_reason: BTreeMap<&'static str, u64>,
     latency: Latency,
-    /// Receive times of rows not yet published, per input partition (for the latency figures).
-    received: HashMap<(Arc<str>, i32), Vec<i64>>,
+    /// Receive times of rows not yet committed, per input partition (for the latency figures).
+    received: HashMap<PartitionId, Vec<i64>>,
 }
 
 fn unix_ms() -> i64 {
@@ -109,15 +175,19 @@ fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 impl Processor {
-    pub fn new(cfg: &Config, commits: mpsc::UnboundedSender<CommitRequest>) -> Processor {
+    pub fn new(cfg: &Config, to_source: Sender<CommitRequest>) -> Processor {
         let engine = Engine::new(cfg.plan.clone());
         let schema = Arc::new(output_schema(cfg));
         let floats: Vec<&str> = schema.float_columns().collect();
         let hash = config_hash(cfg);
         let props = writer_properties(cfg.lake.compression, &floats, &hash);
+        let layout = Layout::new(&cfg.lake.root, &cfg.lake.table);
         let sink = Sink::new(
-            Layout::new(&cfg.lake.root, &cfg.lake.table),
+            layout.clone(),
             schema.clone(),
             props,
             RollingPolicy {
@@ -129,8 +199,10 @@ impl Processor {
             decoder: Decoder::new(cfg.input.clone()),
             engine,
             sink,
+            layout,
+            max_age: cfg.lake.rolling.max_age.0,
             parts: HashMap::new(),
-            commits,
+            to_source,
             counters: Arc::new(Counters::default()),
             dead_by_reason: BTreeMap::new(),
             latency: Latency::default(),
@@ -140,36 +212,121 @@ impl Processor {
 
     fn run(
         mut self,
-        mut rx: mpsc::Receiver<SourceEvent>,
+        rx: Receiver<SourceEvent>,
         progress_every: Duration,
     ) -> Result<RunSummary, PipelineError> {
         let mut progress = Progress::new(progress_every, Instant::now());
-        while let Some(ev) = rx.blocking_recv() {
+        while let Ok(ev) = rx.recv() {
             let now = Instant::now();
             match ev {
                 SourceEvent::Records(records) => self.records(records, now)?,
                 SourceEvent::Tick => {}
-                SourceEvent::Revoked(parts) => self.revoked(&parts),
+                SourceEvent::Assigned { parts, reply } => {
+                    let (positions, result) = self.assigned(&parts);
+                    let _ = reply.send(positions);
+                    result?;
+                }
+                SourceEvent::Revoked { parts, ack } => {
+                    self.revoked(&parts);
+                    let _ = ack.send(());
+                }
                 SourceEvent::End => {
                     self.finish_all(now)?;
-                    self.roll_all_and_commit(true)?;
+                    self.commit_all_and_confirm()?;
                     return Ok(self.summary());
                 }
                 SourceEvent::Stop => {
-                    self.roll_all_and_commit(true)?;
+                    self.commit_all_and_confirm()?;
                     return Ok(self.summary());
                 }
             }
-            for (stream, p) in self.sink.due(now) {
-                self.roll(&stream, p)?;
-            }
+            self.roll_due(now);
+            self.retry_failed(now);
             let keys = self.parts.values().map(|p| p.norm.key_count()).sum();
             let pending = self.parts.values().map(|p| p.norm.pending_len()).sum();
             progress.maybe_log(now, &self.counters, &self.latency, keys, pending);
         }
-        // The source went away without a stop (it failed): publish what is complete.
-        self.roll_all_and_commit(false)?;
+        // The source went away without End or Stop (it failed): commit what is complete.
+        for key in self.parts.keys().cloned().collect::<Vec<_>>() {
+            self.roll(&key)?;
+        }
         Ok(self.summary())
+    }
+
+    /// Recover newly assigned partitions from the lake; answer where to read from.
+    fn assigned(
+        &mut self,
+        parts: &[PartitionId],
+    ) -> (HashMap<PartitionId, Option<i64>>, Result<(), PipelineError>) {
+        let mut positions = HashMap::new();
+        for key in parts {
+            match self.recover(key) {
+                Ok(p) => {
+                    positions.insert(key.clone(), p.next);
+                    self.parts.insert(key.clone(), p);
+                }
+                Err(e) => return (positions, Err(e)),
+            }
+        }
+        (positions, Ok(()))
+    }
+
+    fn recover(&mut self, key: &PartitionId) -> Result<PartitionProgress, PipelineError> {
+        let (stream, partition) = (&*key.0, key.1);
+        self.sink.abandon(std::slice::from_ref(key));
+        self.received.remove(key);
+        let Some(found) = lake_commit::recover(&self.layout, stream, partition)? else {
+            tracing::info!(
+                topic = stream,
+                partition,
+                "nothing committed yet: reading from the beginning"
+            );
+            return Ok(PartitionProgress::fresh());
+        };
+        let ckpt_err = |op, message: String| PipelineError::Checkpoint {
+            stream: stream.to_string(),
+            partition,
+            op,
+            message,
+        };
+        let ckpt: Checkpoint =
+            postcard::from_bytes(&found.checkpoint).map_err(|e| ckpt_err("read", e.to_string()))?;
+        if ckpt.version != CHECKPOINT_VERSION {
+            return Err(ckpt_err(
+                "read",
+                format!(
+                    "version {} (this build reads {CHECKPOINT_VERSION})",
+                    ckpt.version
+                ),
+            ));
+        }
+        tracing::info!(
+            topic = stream,
+            partition,
+            next_offset = ckpt.next,
+            commit = found.record.seq,
+            keys = ckpt.state.key_count(),
+            buffered = ckpt.state.pending_len(),
+            "recovered from the lake"
+        );
+        Ok(PartitionProgress {
+            norm: ckpt.state,
+            next: Some(ckpt.next),
+            seq: found.record.seq,
+            committed: Some(ckpt.next),
+            dirty_since: None,
+            failed: None,
+        })
+    }
+
+    fn revoked(&mut self, parts: &[PartitionId]) {
+        for key in parts {
+            // Uncommitted work of a revoked partition is abandoned: the new owner resumes from
+            // the lake's commit record with the state checkpointed there.
+            self.parts.remove(key);
+            self.received.remove(key);
+        }
+        self.sink.abandon(parts);
     }
 
     fn records(&mut self, records: Vec<RawRecord>, now: Instant) -> Result<(), PipelineError> {
@@ -188,20 +345,25 @@ impl Processor {
                 j += 1;
             }
             let key = (topic.clone(), partition);
-            let part = self
-                .parts
-                .entry(key.clone())
-                .or_insert_with(|| PartitionProgress {
-                    norm: PartitionState::default(),
-                    next: records[i].offset,
-                    committed: records[i].offset,
-                });
+            let Some(part) = self.parts.get_mut(&key) else {
+                // Not ours (any more): a revoked partition's last records.
+                i = j;
+                continue;
+            };
+            if part.failed.is_some() {
+                // Waiting to recover after a failed roll: these are read again after the seek.
+                i = j;
+                continue;
+            }
             for r in &records[i..j] {
-                if r.offset < part.next {
-                    // Already seen (a re-delivery after a seek): never process twice.
+                let expected = *part.next.get_or_insert(r.offset);
+                if r.offset != expected {
+                    // Below: already processed (a re-delivery). Above: still in flight from
+                    // before a seek back to the lake position. Never process either.
                     continue;
                 }
-                part.next = r.offset + 1;
+                part.next = Some(r.offset + 1);
+                part.dirty_since.get_or_insert(now);
                 let reject = match self.decoder.decode(r.key.as_deref(), &r.value) {
                     Err(reason) => Some(reason),
                     Ok(d) => {
@@ -240,7 +402,7 @@ impl Processor {
                     );
                 }
             }
-            self.write(&topic, partition, &mut out, now)?;
+            self.write(&key, &mut out, now)?;
             i = j;
         }
         Ok(())
@@ -248,125 +410,209 @@ impl Processor {
 
     fn write(
         &mut self,
-        topic: &Arc<str>,
-        partition: i32,
+        key: &PartitionId,
         out: &mut OutRows,
         now: Instant,
     ) -> Result<(), PipelineError> {
         if out.is_empty() {
             return Ok(());
         }
-        self.sink.append(topic, partition, out, now)?;
-        self.received
-            .entry((topic.clone(), partition))
-            .or_default()
-            .extend(out.events().iter().map(|e| e.payload.received_ms));
+        let written = self.sink.append(&key.0, key.1, out, now);
+        if written.is_ok() {
+            self.received
+                .entry(key.clone())
+                .or_default()
+                .extend(out.events().iter().map(|e| e.payload.received_ms));
+        }
         out.clear();
+        if let Err(e) = written {
+            self.failed(key, &e.to_string(), now);
+        }
         Ok(())
     }
 
     /// End of a bounded input: every buffered event is emitted.
     fn finish_all(&mut self, now: Instant) -> Result<(), PipelineError> {
-        let keys: Vec<(Arc<str>, i32)> = self.parts.keys().cloned().collect();
-        for (topic, p) in keys {
+        for key in self.parts.keys().cloned().collect::<Vec<_>>() {
             let mut out = self.engine.emitted();
-            if let Some(part) = self.parts.get_mut(&(topic.clone(), p)) {
+            if let Some(part) = self.parts.get_mut(&key) {
+                if part.failed.is_some() {
+                    continue;
+                }
                 part.norm.finish(&self.engine, &mut out);
+                if !out.is_empty() {
+                    part.dirty_since.get_or_insert(now);
+                }
             }
-            self.write(&topic, p, &mut out, now)?;
+            self.write(&key, &mut out, now)?;
         }
         Ok(())
     }
 
-    fn revoked(&mut self, parts: &[(Arc<str>, i32)]) {
-        for key in parts {
-            // Unpublished work of a revoked partition is abandoned: its offsets were not
-            // committed, so the new owner reads it again.
-            self.parts.remove(key);
-            self.received.remove(key);
+    /// Roll the partitions whose files are due, and those with uncommitted progress older than
+    /// the roll age (a partition whose events all wait in the buffer still checkpoints).
+    fn roll_due(&mut self, now: Instant) {
+        let mut due: Vec<PartitionId> = self.sink.due(now);
+        for (k, p) in &self.parts {
+            if p.failed.is_none()
+                && p.dirty_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= self.max_age)
+                && !due.contains(k)
+            {
+                due.push(k.clone());
+            }
         }
-        self.sink.abandon(parts);
+        for key in due {
+            if let Err(e) = self.roll(&key) {
+                self.failed(&key, &e.to_string(), now);
+            }
+        }
     }
 
-    fn roll(&mut self, topic: &Arc<str>, partition: i32) -> Result<(), PipelineError> {
-        let report = self.sink.roll(topic, partition)?;
-        let published = unix_ms();
-        if let Some(times) = self.received.remove(&(topic.clone(), partition)) {
+    /// A roll failed: drop the partition's uncommitted work and recover it from the lake after
+    /// a back-off. Nothing uncommitted is visible and no offset moved, so nothing is lost.
+    fn failed(&mut self, key: &PartitionId, error: &str, now: Instant) {
+        Counters::add(&self.counters.write_failures, 1);
+        self.sink.abandon(std::slice::from_ref(key));
+        self.received.remove(key);
+        if let Some(p) = self.parts.get_mut(key) {
+            let backoff = p
+                .failed
+                .map_or(FIRST_BACKOFF, |(_, b)| (b * 2).min(MAX_BACKOFF));
+            tracing::error!(topic = %key.0, partition = key.1, error, retry_in_ms = backoff.as_millis() as u64, "writing to the lake failed; the partition will resume from its last commit");
+            p.failed = Some((now + backoff, backoff));
+        }
+    }
+
+    /// Recover failed partitions whose back-off has passed, and seek the source back.
+    fn retry_failed(&mut self, now: Instant) {
+        let ready: Vec<(PartitionId, Duration)> = self
+            .parts
+            .iter()
+            .filter_map(|(k, p)| {
+                p.failed
+                    .filter(|(at, _)| *at <= now)
+                    .map(|(_, b)| (k.clone(), b))
+            })
+            .collect();
+        for (key, backoff) in ready {
+            match self.recover(&key) {
+                Ok(p) => {
+                    let position = p.next;
+                    self.parts.insert(key.clone(), p);
+                    let _ = self
+                        .to_source
+                        .send(CommitRequest::seek(key.clone(), position));
+                    tracing::info!(topic = %key.0, partition = key.1, ?position, "recovered after a failed roll");
+                }
+                Err(e) => {
+                    if let Some(p) = self.parts.get_mut(&key) {
+                        let next = (backoff * 2).min(MAX_BACKOFF);
+                        tracing::error!(topic = %key.0, partition = key.1, error = %e, retry_in_ms = next.as_millis() as u64, "recovery failed");
+                        p.failed = Some((now + next, next));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seal and commit one partition's files and state, then request the group commit.
+    fn roll(&mut self, key: &PartitionId) -> Result<(), PipelineError> {
+        let Some(part) = self.parts.get(key) else {
+            return Ok(());
+        };
+        let Some(next) = part.next else {
+            return Ok(());
+        };
+        if part.committed == Some(next) && part.dirty_since.is_none() {
+            return Ok(());
+        }
+        let sealed = self.sink.seal(&key.0, key.1)?;
+        let ckpt = postcard::to_stdvec(&CheckpointRef {
+            version: CHECKPOINT_VERSION,
+            next,
+            state: &part.norm,
+        })
+        .map_err(|e| PipelineError::Checkpoint {
+            stream: key.0.to_string(),
+            partition: key.1,
+            op: "written",
+            message: e.to_string(),
+        })?;
+        let files: Vec<FileMove> = sealed
+            .files
+            .iter()
+            .map(|(tmp, dest)| FileMove {
+                tmp: self.layout.relative(tmp),
+                dest: self.layout.relative(dest),
+            })
+            .collect();
+        let seq = part.seq + 1;
+        lake_commit::commit(
+            &self.layout,
+            &key.0,
+            key.1,
+            seq,
+            next,
+            files,
+            &ckpt,
+            sealed.rows as u64,
+            sealed.dead_letters as u64,
+            unix_ms(),
+        )?;
+        if let Some(part) = self.parts.get_mut(key) {
+            part.seq = seq;
+            part.committed = Some(next);
+            part.dirty_since = None;
+        }
+        let committed_ms = unix_ms();
+        if let Some(times) = self.received.remove(key) {
             for t in times {
                 self.latency.record(Duration::from_millis(
-                    published.saturating_sub(t).max(0) as u64
+                    committed_ms.saturating_sub(t).max(0) as u64
                 ));
             }
         }
-        Counters::add(&self.counters.rows_written, report.rows as u64);
-        Counters::add(&self.counters.files, report.files.len() as u64);
-        Counters::add(&self.counters.bytes, report.bytes);
-        if !report.files.is_empty() {
-            tracing::debug!(topic = %topic, partition, files = report.files.len(), rows = report.rows, "rolled");
-        }
-        if let Some(req) = self.commit_request(&[(topic.clone(), partition)]) {
-            let _ = self.commits.send(req);
-        }
+        Counters::add(&self.counters.rows_written, sealed.rows as u64);
+        Counters::add(&self.counters.files, sealed.files.len() as u64);
+        Counters::add(&self.counters.bytes, sealed.bytes);
+        Counters::add(&self.counters.commits, 1);
+        tracing::debug!(topic = %key.0, partition = key.1, seq, next, files = sealed.files.len(), rows = sealed.rows, "committed");
+        let _ = self.to_source.send(CommitRequest {
+            offsets: vec![(key.0.clone(), key.1, next)],
+            seek: Vec::new(),
+            done: None,
+        });
         Ok(())
     }
 
-    /// The commit for these partitions: up to the smallest offset not yet durable.
-    fn commit_request(&mut self, keys: &[(Arc<str>, i32)]) -> Option<CommitRequest> {
-        let mut offsets = Vec::new();
-        for key in keys {
-            let Some(part) = self.parts.get_mut(key) else {
-                continue;
-            };
-            let frontier = [
-                Some(part.next),
-                part.norm.min_pending_seq(),
-                self.sink.min_unpublished(&key.0, key.1),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(part.next);
-            if frontier > part.committed {
-                part.committed = frontier;
-                offsets.push((key.0.clone(), key.1, frontier));
+    /// Commit every partition with progress, then confirm the group offsets synchronously.
+    fn commit_all_and_confirm(&mut self) -> Result<(), PipelineError> {
+        for key in self.parts.keys().cloned().collect::<Vec<_>>() {
+            if self.parts.get(&key).is_some_and(|p| p.failed.is_none()) {
+                self.roll(&key)?;
             }
         }
-        if offsets.is_empty() {
-            None
-        } else {
-            Counters::add(&self.counters.commits, 1);
-            Some(CommitRequest {
-                offsets,
-                done: None,
-            })
-        }
-    }
-
-    /// Publish everything complete and commit it; `wait` confirms the commit synchronously.
-    fn roll_all_and_commit(&mut self, wait: bool) -> Result<(), PipelineError> {
-        for (topic, p) in self.sink.open_partitions() {
-            self.roll(&topic, p)?;
-        }
-        if !wait {
-            return Ok(());
-        }
-        let keys: Vec<(Arc<str>, i32)> = self.parts.keys().cloned().collect();
-        // Recompute from scratch so the final commit carries every partition's position.
-        for part in self.parts.values_mut() {
-            part.committed = i64::MIN;
-        }
-        let Some(mut req) = self.commit_request(&keys) else {
-            return Ok(());
+        let offsets: Vec<(Arc<str>, i32, i64)> = self
+            .parts
+            .iter()
+            .filter_map(|(k, p)| p.committed.map(|o| (k.0.clone(), k.1, o)))
+            .collect();
+        let (done_tx, done_rx) = sync_channel(1);
+        let req = CommitRequest {
+            offsets,
+            seek: Vec::new(),
+            done: Some(done_tx),
         };
-        let (done_tx, done_rx) = oneshot::channel();
-        req.done = Some(done_tx);
-        if self.commits.send(req).is_err() {
+        if self.to_source.send(req).is_err() {
             return Err(PipelineError::FinalCommit("the source is gone".into()));
         }
-        match done_rx.blocking_recv() {
+        match done_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(PipelineError::FinalCommit(e)),
-            Err(_) => Err(PipelineError::FinalCommit("the source is gone".into())),
+            Err(_) => Err(PipelineError::FinalCommit(
+                "no answer from the source".into(),
+            )),
         }
     }
 
@@ -382,6 +628,7 @@ impl Processor {
                 .collect(),
             files: Counters::get(&c.files),
             bytes: Counters::get(&c.bytes),
+            write_failures: Counters::get(&c.write_failures),
             latency: self.latency.percentiles(),
         }
     }

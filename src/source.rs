@@ -1,28 +1,36 @@
 //! The Kafka side: the only module that knows rdkafka.
 //!
-//! A source task reads messages in chunks, copies them into `RawRecord`s and hands them to the
-//! processor over a bounded channel (back-pressure: a slow lake slows consumption, memory does
-//! not grow). Offsets are committed only when the processor asks, after the data they cover is
-//! durable. Calls that block (metadata, watermarks, committed offsets, the final synchronous
-//! commit) run on blocking threads, never on the runtime.
+//! The consumer runs on a dedicated thread (`BaseConsumer::poll`), so every rdkafka call
+//! that blocks (metadata, watermarks, commits) and the rebalance callback, which has to wait
+//! for the processor, never blocks the async runtime. Messages are copied into `RawRecord`s
+//! and handed to the processor over a bounded channel: a slow lake slows consumption, and
+//! memory does not grow.
 //!
-//! Two modes: long-running (`subscribe`, a member of the consumer group) and bounded
-//! (`--until-end`: all partitions assigned to this process, read from the committed offset up
-//! to the high watermark seen at start, then `SourceEvent::End`).
+//! Positions come from the lake, not from the consumer group. On every assignment the
+//! rebalance callback asks the processor to recover the partitions from the lake's commit
+//! record and assigns them at the offsets it answers. On a revoke it waits until the
+//! processor has abandoned the partitions' in-flight work, so no file of a revoked partition is
+//! committed after the revoke. The group's offsets are still committed after each lake commit,
+//! on request, so lag tools work.
+//!
+//! There are two modes. In long-running mode the source subscribes as a member of the group.
+//! In bounded mode (`--until-end`) it assigns itself every partition up to the high watermark
+//! seen at start, then sends `SourceEvent::End`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, oneshot};
+use rdkafka::types::RDKafkaRespErr;
 
 use crate::config::KafkaConfig;
 
@@ -44,9 +52,12 @@ pub enum SourceError {
         op: &'static str,
         source: KafkaError,
     },
-    #[error("the processor stopped")]
-    ProcessorGone,
+    #[error("the source thread failed: {0}")]
+    Thread(String),
 }
+
+/// An input partition: (topic, partition).
+pub type PartitionId = (Arc<str>, i32);
 
 /// One message, copied out of librdkafka's buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,63 +76,135 @@ pub enum SourceEvent {
     Records(Vec<RawRecord>),
     /// Time passes (drives rolling by age when no data comes).
     Tick,
+    /// These partitions are now ours: recover them from the lake and answer, per partition,
+    /// the offset to read from (`None`: from the beginning).
+    Assigned {
+        parts: Vec<PartitionId>,
+        reply: SyncSender<HashMap<PartitionId, Option<i64>>>,
+    },
+    /// These partitions are being taken away: abandon their in-flight work, then acknowledge.
+    Revoked {
+        parts: Vec<PartitionId>,
+        ack: SyncSender<()>,
+    },
     /// Bounded mode: every assigned partition reached its end offset.
     End,
     /// Shutdown: publish what is complete, commit it, exit.
     Stop,
-    /// The group took these partitions away; their in-flight work must not be committed.
-    Revoked(Vec<(Arc<str>, i32)>),
 }
 
-/// Offsets (next to read) to commit for the consumer group.
+/// What the processor asks of the source: offsets (next to read) to commit for the consumer
+/// group, and partitions to seek back to their lake position after a failed roll.
 #[derive(Debug)]
 pub struct CommitRequest {
     pub offsets: Vec<(Arc<str>, i32, i64)>,
+    pub seek: Vec<(PartitionId, Option<i64>)>,
     /// Set on the final commit: the source confirms it synchronously.
-    pub done: Option<oneshot::Sender<Result<(), String>>>,
+    pub done: Option<SyncSender<Result<(), String>>>,
 }
 
-/// Forwards rebalance events without blocking librdkafka's thread.
-pub struct SourceContext {
-    revoked: mpsc::UnboundedSender<Vec<(Arc<str>, i32)>>,
-}
-
-impl ClientContext for SourceContext {}
-
-impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let parts: Vec<(Arc<str>, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (Arc::from(e.topic()), e.partition()))
-                    .collect();
-                tracing::info!(partitions = ?parts, "partitions revoked");
-                // The receiver may be gone during shutdown; nothing to do then.
-                let _ = self.revoked.send(parts);
-            }
-            Rebalance::Assign(tpl) => {
-                let parts: Vec<String> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| format!("{}/{}", e.topic(), e.partition()))
-                    .collect();
-                tracing::info!(partitions = ?parts, "partitions assigned");
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+impl CommitRequest {
+    pub fn seek(key: PartitionId, position: Option<i64>) -> Self {
+        CommitRequest {
+            offsets: Vec::new(),
+            seek: vec![(key, position)],
+            done: None,
         }
     }
 }
 
-type Kafka = StreamConsumer<SourceContext>;
+/// How long a rebalance callback waits for the processor before going on without it.
+const REBALANCE_WAIT: Duration = Duration::from_secs(120);
 
-pub struct KafkaSource {
-    consumer: Arc<Kafka>,
-    topics: Vec<String>,
-    bounded: bool,
-    revoked: mpsc::UnboundedReceiver<Vec<(Arc<str>, i32)>>,
-    timeout: Duration,
+/// Runs inside `poll` on the source thread, so it may wait for the processor.
+pub struct SourceContext {
+    to_processor: SyncSender<SourceEvent>,
+}
+
+impl ClientContext for SourceContext {}
+
+fn parts_of(tpl: &TopicPartitionList) -> Vec<PartitionId> {
+    tpl.elements()
+        .iter()
+        .map(|e| (Arc::from(e.topic()), e.partition()))
+        .collect()
+}
+
+impl SourceContext {
+    /// Ask the processor for the lake positions of `parts`.
+    fn positions(&self, parts: Vec<PartitionId>) -> HashMap<PartitionId, Option<i64>> {
+        let (reply, answer) = sync_channel(1);
+        if self
+            .to_processor
+            .send(SourceEvent::Assigned { parts, reply })
+            .is_err()
+        {
+            return HashMap::new();
+        }
+        answer.recv_timeout(REBALANCE_WAIT).unwrap_or_default()
+    }
+}
+
+/// Set each partition's offset in `tpl` to its lake position.
+fn apply_positions(tpl: &mut TopicPartitionList, positions: &HashMap<PartitionId, Option<i64>>) {
+    for (key, pos) in positions {
+        let offset = pos.map_or(Offset::Beginning, Offset::Offset);
+        if let Err(e) = tpl.set_partition_offset(&key.0, key.1, offset) {
+            tracing::warn!(topic = %key.0, partition = key.1, error = %e, "cannot set the start offset");
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let parts = parts_of(tpl);
+                let positions = self.positions(parts.clone());
+                apply_positions(tpl, &positions);
+                tracing::info!(partitions = ?parts, "partitions assigned, resuming from the lake");
+                let res = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let parts = parts_of(tpl);
+                tracing::info!(partitions = ?parts, "partitions revoked");
+                let (ack, acked) = sync_channel(1);
+                if self
+                    .to_processor
+                    .send(SourceEvent::Revoked { parts, ack })
+                    .is_ok()
+                {
+                    // The processor is gone when this fails; nothing is in flight then.
+                    let _ = acked.recv_timeout(REBALANCE_WAIT);
+                }
+                let res = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error; dropping the assignment");
+                let _ = consumer.unassign();
+            }
+        }
+    }
 }
 
 /// The client configuration normlake uses, user properties applied last.
@@ -144,244 +227,264 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
 
 const CHUNK: usize = 2048;
 const TICK: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(100);
 
-impl KafkaSource {
-    pub fn connect(cfg: &KafkaConfig, bounded: bool) -> Result<KafkaSource, SourceError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let consumer: Kafka = client_config(cfg)
-            .create_with_context(SourceContext { revoked: tx })
-            .map_err(SourceError::Create)?;
-        Ok(KafkaSource {
-            consumer: Arc::new(consumer),
-            topics: cfg.topics.clone(),
-            bounded,
-            revoked: rx,
-            timeout: Duration::from_secs(30),
+type Kafka = BaseConsumer<SourceContext>;
+
+/// Start the source thread.
+pub fn spawn(
+    cfg: &KafkaConfig,
+    bounded: bool,
+    to_processor: SyncSender<SourceEvent>,
+    commits: Receiver<CommitRequest>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<Result<(), SourceError>>, SourceError> {
+    let consumer: Kafka = client_config(cfg)
+        .create_with_context(SourceContext {
+            to_processor: to_processor.clone(),
         })
-    }
-
-    /// Bounded mode: assign every partition from its committed offset; return the end
-    /// offsets (high watermarks now) of the partitions that have something to read.
-    async fn assign_to_end(&self) -> Result<HashMap<(Arc<str>, i32), i64>, SourceError> {
-        let consumer = self.consumer.clone();
-        let topics = self.topics.clone();
-        let timeout = self.timeout;
-        tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            let mut ends = HashMap::new();
-            for topic in &topics {
-                let md = consumer
-                    .fetch_metadata(Some(topic), timeout)
-                    .map_err(|source| SourceError::Topic {
-                        op: "fetch metadata",
-                        topic: topic.clone(),
-                        source,
-                    })?;
-                let parts: Vec<i32> = md
-                    .topics()
-                    .iter()
-                    .filter(|t| t.name() == topic && t.error().is_none())
-                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                    .collect();
-                if parts.is_empty() {
-                    return Err(SourceError::NoSuchTopic(topic.clone()));
-                }
-                for p in parts {
-                    let (_low, high) =
-                        consumer
-                            .fetch_watermarks(topic, p, timeout)
-                            .map_err(|source| SourceError::Topic {
-                                op: "fetch watermarks",
-                                topic: topic.clone(),
-                                source,
-                            })?;
-                    tpl.add_partition(topic, p);
-                    ends.insert((Arc::<str>::from(topic.as_str()), p), high);
-                }
-            }
-            let committed = consumer.committed_offsets(tpl, timeout).map_err(|source| {
-                SourceError::Consumer {
-                    op: "read committed offsets",
-                    source,
-                }
-            })?;
-            let mut start = TopicPartitionList::new();
-            for e in committed.elements() {
-                let from = match e.offset() {
-                    Offset::Offset(o) => Offset::Offset(o),
-                    _ => Offset::Beginning,
-                };
-                let key = (Arc::<str>::from(e.topic()), e.partition());
-                if let (Offset::Offset(o), Some(&end)) = (from, ends.get(&key))
-                    && o >= end
-                {
-                    ends.remove(&key);
-                }
-                start
-                    .add_partition_offset(e.topic(), e.partition(), from)
-                    .map_err(|source| SourceError::Consumer {
-                        op: "build the assignment",
-                        source,
-                    })?;
-            }
-            consumer
-                .assign(&start)
-                .map_err(|source| SourceError::Consumer {
-                    op: "assign partitions",
-                    source,
-                })?;
-            Ok(ends)
+        .map_err(SourceError::Create)?;
+    let topics = cfg.topics.clone();
+    std::thread::Builder::new()
+        .name("normlake-source".into())
+        .spawn(move || {
+            let mut s = SourceLoop {
+                consumer,
+                to_processor,
+                commits,
+                stop,
+                remaining: None,
+                names: HashMap::new(),
+            };
+            s.run(&topics, bounded)
         })
-        .await
-        .map_err(|_| SourceError::ProcessorGone)?
-    }
+        .map_err(|e| SourceError::Thread(e.to_string()))
+}
 
-    /// Read until `shutdown` (or, bounded, until the end), serving commit requests throughout.
-    pub async fn run(
-        mut self,
-        tx: mpsc::Sender<SourceEvent>,
-        mut commits: mpsc::UnboundedReceiver<CommitRequest>,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), SourceError> {
-        let mut remaining = if self.bounded {
-            let ends = self.assign_to_end().await?;
-            tracing::info!(
-                partitions = ends.len(),
-                "bounded run: reading to the end offsets seen at start"
-            );
-            Some(ends)
+struct SourceLoop {
+    consumer: Kafka,
+    to_processor: SyncSender<SourceEvent>,
+    commits: Receiver<CommitRequest>,
+    stop: Arc<AtomicBool>,
+    /// Bounded mode: end offset (exclusive) of every partition not yet finished.
+    remaining: Option<HashMap<PartitionId, i64>>,
+    names: HashMap<String, Arc<str>>,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+impl SourceLoop {
+    fn run(&mut self, topics: &[String], bounded: bool) -> Result<(), SourceError> {
+        if bounded {
+            self.assign_to_end(topics)?;
         } else {
-            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+            let t: Vec<&str> = topics.iter().map(String::as_str).collect();
             self.consumer
-                .subscribe(&topics)
+                .subscribe(&t)
                 .map_err(|source| SourceError::Consumer {
                     op: "subscribe",
                     source,
                 })?;
-            None
-        };
-        let consumer = self.consumer.clone();
-        let mut stream = consumer.stream().ready_chunks(CHUNK);
-        let mut tick = tokio::time::interval(TICK);
-        tokio::pin!(shutdown);
-        let mut reading = true;
-        let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
-        if remaining.as_ref().is_some_and(HashMap::is_empty) {
-            reading = false;
-            tx.send(SourceEvent::End)
-                .await
-                .map_err(|_| SourceError::ProcessorGone)?;
         }
+        let mut reading = true;
+        let mut last_tick = Instant::now();
         loop {
-            tokio::select! {
-                biased;
-                req = commits.recv() => match req {
-                    Some(req) => self.commit(req).await,
-                    // The processor is done: nothing more to commit.
-                    None => return Ok(()),
-                },
-                _ = &mut shutdown, if reading => {
+            if reading {
+                if self.stop.load(Ordering::Relaxed) {
                     tracing::info!("shutdown requested: stop reading");
-                    tx.send(SourceEvent::Stop).await.map_err(|_| SourceError::ProcessorGone)?;
-                    return self.drain_commits(commits).await;
+                    reading = false;
+                    let _ = self.to_processor.send(SourceEvent::Stop);
+                    continue;
                 }
-                Some(parts) = self.revoked.recv() => {
-                    tx.send(SourceEvent::Revoked(parts)).await.map_err(|_| SourceError::ProcessorGone)?;
+                if self.remaining.as_ref().is_some_and(HashMap::is_empty) {
+                    reading = false;
+                    let _ = self.to_processor.send(SourceEvent::End);
+                    continue;
                 }
-                chunk = stream.next(), if reading => {
-                    let Some(chunk) = chunk else { continue };
-                    let mut records = Vec::with_capacity(chunk.len());
-                    for m in chunk {
-                        let m = match m {
-                            Ok(m) => m,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "consumer error (librdkafka retries)");
-                                continue;
-                            }
-                        };
-                        let topic = match topic_names.get(m.topic()) {
-                            Some(t) => t.clone(),
-                            None => {
-                                let t: Arc<str> = Arc::from(m.topic());
-                                topic_names.insert(m.topic().to_string(), t.clone());
-                                t
-                            }
-                        };
-                        if let Some(rem) = &mut remaining {
-                            match rem.get(&(topic.clone(), m.partition())) {
-                                Some(&end) if m.offset() < end => {
-                                    if m.offset() + 1 >= end {
-                                        rem.remove(&(topic.clone(), m.partition()));
-                                    }
-                                }
-                                // Past the end seen at start, or a partition already done.
-                                _ => continue,
-                            }
-                        }
-                        records.push(RawRecord {
-                            topic,
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                            timestamp_ms: m.timestamp().to_millis(),
-                        });
-                    }
-                    if !records.is_empty() {
-                        tx.send(SourceEvent::Records(records)).await.map_err(|_| SourceError::ProcessorGone)?;
-                    }
-                    if remaining.as_ref().is_some_and(HashMap::is_empty) {
-                        reading = false;
-                        tx.send(SourceEvent::End).await.map_err(|_| SourceError::ProcessorGone)?;
+                let records = self.poll_chunk();
+                if !records.is_empty()
+                    && self
+                        .to_processor
+                        .send(SourceEvent::Records(records))
+                        .is_err()
+                {
+                    return Ok(());
+                }
+                if last_tick.elapsed() >= TICK {
+                    last_tick = Instant::now();
+                    if let Err(TrySendError::Disconnected(_)) =
+                        self.to_processor.try_send(SourceEvent::Tick)
+                    {
+                        return Ok(());
                     }
                 }
-                _ = tick.tick() => {
-                    if tx.try_send(SourceEvent::Tick).is_err() {
-                        // Full: the processor is busy anyway; a tick would add nothing.
+                while let Ok(req) = self.commits.try_recv() {
+                    self.commit(req);
+                }
+            } else {
+                // Serve commits until the processor is done (it drops its sender).
+                match self.commits.recv_timeout(POLL) {
+                    Ok(req) => self.commit(req),
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Keep the group session alive while the processor finishes.
+                        let _ = self.consumer.poll(Duration::ZERO);
                     }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 }
             }
         }
     }
 
-    async fn drain_commits(
-        self,
-        mut commits: mpsc::UnboundedReceiver<CommitRequest>,
-    ) -> Result<(), SourceError> {
-        while let Some(req) = commits.recv().await {
-            self.commit(req).await;
+    /// Bounded mode: assign every partition from its lake position up to the high
+    /// watermark now.
+    fn assign_to_end(&mut self, topics: &[String]) -> Result<(), SourceError> {
+        let mut ends = HashMap::new();
+        for topic in topics {
+            let md = self
+                .consumer
+                .fetch_metadata(Some(topic), TIMEOUT)
+                .map_err(|source| SourceError::Topic {
+                    op: "fetch metadata",
+                    topic: topic.clone(),
+                    source,
+                })?;
+            let ids: Vec<i32> = md
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if ids.is_empty() {
+                return Err(SourceError::NoSuchTopic(topic.clone()));
+            }
+            for p in ids {
+                let (_low, high) =
+                    self.consumer
+                        .fetch_watermarks(topic, p, TIMEOUT)
+                        .map_err(|source| SourceError::Topic {
+                            op: "fetch watermarks",
+                            topic: topic.clone(),
+                            source,
+                        })?;
+                ends.insert((self.name(topic), p), high);
+            }
         }
+        let parts: Vec<PartitionId> = ends.keys().cloned().collect();
+        let positions = self.consumer.context().positions(parts.clone());
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &parts {
+            tpl.add_partition(t, *p);
+        }
+        apply_positions(&mut tpl, &positions);
+        for (key, pos) in &positions {
+            if let (Some(next), Some(end)) = (pos, ends.get(key))
+                && next >= end
+            {
+                ends.remove(key);
+            }
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|source| SourceError::Consumer {
+                op: "assign partitions",
+                source,
+            })?;
+        tracing::info!(
+            partitions = parts.len(),
+            unfinished = ends.len(),
+            "bounded run: reading to the end offsets seen at start"
+        );
+        self.remaining = Some(ends);
         Ok(())
     }
 
-    async fn commit(&self, req: CommitRequest) {
+    fn name(&mut self, topic: &str) -> Arc<str> {
+        match self.names.get(topic) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = Arc::from(topic);
+                self.names.insert(topic.to_string(), t.clone());
+                t
+            }
+        }
+    }
+
+    /// Up to `CHUNK` messages: wait up to `POLL` for the first, then take what is ready.
+    fn poll_chunk(&mut self) -> Vec<RawRecord> {
+        let mut records = Vec::new();
+        let mut timeout = POLL;
+        while records.len() < CHUNK {
+            let copied = match self.consumer.poll(timeout) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                    break;
+                }
+                Some(Ok(m)) => (
+                    m.topic().to_string(),
+                    m.partition(),
+                    m.offset(),
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    m.timestamp().to_millis(),
+                ),
+            };
+            timeout = Duration::ZERO;
+            let (topic, partition, offset, key, value, timestamp_ms) = copied;
+            let topic = self.name(&topic);
+            if let Some(rem) = &mut self.remaining {
+                let id = (topic.clone(), partition);
+                match rem.get(&id) {
+                    Some(&end) if offset < end => {
+                        if offset + 1 >= end {
+                            rem.remove(&id);
+                        }
+                    }
+                    // Past the end seen at start, or a partition already done.
+                    _ => continue,
+                }
+            }
+            records.push(RawRecord {
+                topic,
+                partition,
+                offset,
+                key,
+                value,
+                timestamp_ms,
+            });
+        }
+        records
+    }
+
+    fn commit(&self, req: CommitRequest) {
+        for ((t, p), pos) in &req.seek {
+            let offset = pos.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(e) = self.consumer.seek(t, *p, offset, TIMEOUT) {
+                tracing::error!(topic = %t, partition = p, error = %e, "seek back to the lake position failed");
+            }
+        }
         let mut tpl = TopicPartitionList::new();
         for (t, p, o) in &req.offsets {
             if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(*o)) {
                 tracing::warn!(error = %e, topic = %t, partition = p, "cannot build commit");
             }
         }
-        if tpl.count() == 0 {
-            if let Some(done) = req.done {
-                let _ = done.send(Ok(()));
-            }
-            return;
+        let mode = if req.done.is_some() {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        let res = if tpl.count() == 0 {
+            Ok(())
+        } else {
+            self.consumer.commit(&tpl, mode)
+        };
+        if let Err(e) = &res {
+            // The lake holds the position; a failed group commit only delays lag figures.
+            tracing::warn!(error = %e, "consumer group offset commit failed");
         }
-        match req.done {
-            None => {
-                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
-                }
-            }
-            Some(done) => {
-                let consumer = self.consumer.clone();
-                let res =
-                    tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()));
-                let _ = done.send(res);
-            }
+        if let Some(done) = req.done {
+            let _ = done.send(res.map_err(|e| e.to_string()));
         }
     }
 }

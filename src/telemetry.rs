@@ -41,6 +41,7 @@ pub struct Counters {
     pub files: AtomicU64,
     pub bytes: AtomicU64,
     pub commits: AtomicU64,
+    pub write_failures: AtomicU64,
 }
 
 impl Counters {
@@ -161,5 +162,6 @@ pub struct RunSummary {
     pub dead_letters: BTreeMap<String, u64>,
     pub files: u64,
     pub bytes: u64,
+    pub write_failures: u64,
     pub latency: Percentiles,
 }

@@ -67,10 +67,12 @@ pub struct DeadLetter {
     pub timestamp_ms: Option<i64>,
 }
 
-/// What one roll published.
+/// What one roll sealed: complete, synced files under temporary names, with the final name
+/// each is to be published as (the commit protocol in `lake::commit` renames them).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RollReport {
-    pub files: Vec<PathBuf>,
+pub struct Sealed {
+    /// (temporary, final) paths.
+    pub files: Vec<(PathBuf, PathBuf)>,
     pub rows: usize,
     pub dead_letters: usize,
     pub bytes: u64,
@@ -250,14 +252,6 @@ impl Sink {
         open.dead.push(dl);
     }
 
-    /// The smallest offset of an input partition not yet published.
-    pub fn min_unpublished(&self, stream: &str, partition: i32) -> Option<i64> {
-        self.open
-            .iter()
-            .find(|((s, p), _)| &**s == stream && *p == partition)
-            .and_then(|(_, o)| o.min_offset)
-    }
-
     /// Input partitions whose files are due to roll at `now`.
     pub fn due(&self, now: Instant) -> Vec<(Arc<str>, i32)> {
         self.open
@@ -294,15 +288,15 @@ impl Sink {
         }
     }
 
-    /// Close and publish every open file and the dead letters of one input partition.
-    pub fn roll(&mut self, stream: &Arc<str>, partition: i32) -> Result<RollReport, SinkError> {
+    /// Close and seal every open file and the dead letters of one input partition.
+    pub fn seal(&mut self, stream: &Arc<str>, partition: i32) -> Result<Sealed, SinkError> {
         let Some(open) = self.open.remove(&(stream.clone(), partition)) else {
-            return Ok(RollReport::default());
+            return Ok(Sealed::default());
         };
-        let mut report = RollReport {
+        let mut report = Sealed {
             rows: open.rows,
             dead_letters: open.dead.len(),
-            ..RollReport::default()
+            ..Sealed::default()
         };
         for (_, f) in open.files {
             let dest = f
@@ -313,13 +307,13 @@ impl Sink {
                 source,
             })?;
             report.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
-            PendingFile::publish(file, &f.tmp, &dest)?;
-            report.files.push(dest);
+            PendingFile::seal(file, &f.tmp)?;
+            report.files.push((f.tmp, dest));
         }
         if !open.dead.is_empty() {
-            let (path, bytes) = self.write_dead_letters(stream, partition, &open.dead)?;
+            let (tmp, dest, bytes) = self.write_dead_letters(stream, partition, &open.dead)?;
             report.bytes += bytes;
-            report.files.push(path);
+            report.files.push((tmp, dest));
         }
         Ok(report)
     }
@@ -329,7 +323,7 @@ impl Sink {
         stream: &str,
         partition: i32,
         dead: &[DeadLetter],
-    ) -> Result<(PathBuf, u64), SinkError> {
+    ) -> Result<(PathBuf, PathBuf, u64), SinkError> {
         let first = dead.iter().map(|d| d.offset).min().unwrap_or(0);
         let last = dead.iter().map(|d| d.offset).max().unwrap_or(0);
         let dir = self.layout.dead_letter_dir();
@@ -369,8 +363,8 @@ impl Sink {
         let file = w.into_inner().map_err(perr)?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         let dest = dir.join(Layout::file_name(stream, partition, first, last));
-        PendingFile::publish(file, &pending.tmp, &dest)?;
-        Ok((dest, bytes))
+        PendingFile::seal(file, &pending.tmp)?;
+        Ok((pending.tmp, dest, bytes))
     }
 }
 

@@ -12,6 +12,8 @@
 //! last offset the file holds), so a file's origin is visible and a repeated write of the same
 //! rows lands on the same name.
 
+pub mod commit;
+
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -106,29 +108,38 @@ impl PendingFile {
         Ok(PendingFile { tmp, file })
     }
 
-    /// Make the complete file visible under its final name, durably.
-    pub fn publish(file: File, tmp: &Path, dest: &Path) -> Result<(), LakeError> {
+    /// Make the complete file durable under its temporary name.
+    pub fn seal(file: File, tmp: &Path) -> Result<(), LakeError> {
         file.sync_all().map_err(|source| LakeError::Write {
             path: tmp.to_path_buf(),
             source,
-        })?;
-        drop(file);
-        std::fs::rename(tmp, dest).map_err(|source| LakeError::Publish {
-            from: tmp.to_path_buf(),
-            to: dest.to_path_buf(),
-            source,
-        })?;
-        if let Some(dir) = dest.parent() {
-            // The rename is durable only once the directory entry is.
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|source| LakeError::Write {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-        Ok(())
+        })
     }
+
+    /// Make the complete file visible under its final name, durably.
+    pub fn publish(file: File, tmp: &Path, dest: &Path) -> Result<(), LakeError> {
+        PendingFile::seal(file, tmp)?;
+        rename_durably(tmp, dest)
+    }
+}
+
+/// Rename `tmp` to `dest` and sync the directory so the new name survives a crash.
+pub fn rename_durably(tmp: &Path, dest: &Path) -> Result<(), LakeError> {
+    std::fs::rename(tmp, dest).map_err(|source| LakeError::Publish {
+        from: tmp.to_path_buf(),
+        to: dest.to_path_buf(),
+        source,
+    })?;
+    if let Some(dir) = dest.parent() {
+        // The rename is durable only once the directory entry is.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| LakeError::Write {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// `CREATE EXTERNAL TABLE` for the table, with the `dt`/`hr` partition columns.
