@@ -52,6 +52,10 @@ pub enum PipelineError {
     },
     #[error("the final offset commit failed: {0}")]
     FinalCommit(String),
+    #[error(
+        "the input ended while {0} partition(s) could not be written to the lake; what was committed is safe, run again to continue"
+    )]
+    Incomplete(usize),
     #[error("the processor thread failed: {0}")]
     Processor(String),
 }
@@ -233,6 +237,10 @@ impl Processor {
                 SourceEvent::End => {
                     self.finish_all(now)?;
                     self.commit_all_and_confirm()?;
+                    let failed = self.parts.values().filter(|p| p.failed.is_some()).count();
+                    if failed > 0 {
+                        return Err(PipelineError::Incomplete(failed));
+                    }
                     return Ok(self.summary());
                 }
                 SourceEvent::Stop => {

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod golden;
+pub mod job;
 pub mod lake;
 
 use std::time::Duration;
