@@ -39,6 +39,9 @@ pub enum Command {
         /// Interval of the progress log line.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         progress_every: Duration,
+        /// How long committing and closing may take after SIGTERM/SIGINT.
+        #[arg(long, env = "NORMLAKE_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
+        shutdown_grace: Duration,
     },
     /// Print the Hive DDL of the configured table and the partitions present.
     Ddl {
@@ -109,6 +112,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             config,
             until_end,
             progress_every,
+            shutdown_grace,
         } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
@@ -120,6 +124,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             let opts = RunOptions {
                 until_end,
                 progress_every,
+                shutdown_grace,
             };
             match pipeline::run(cfg, opts, shutdown_signal()).await {
                 Ok(s) => {

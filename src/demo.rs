@@ -58,6 +58,7 @@ pub async fn run(lake: &Path, events: u64) -> anyhow::Result<()> {
     let opts = RunOptions {
         until_end: true,
         progress_every: std::time::Duration::from_secs(2),
+        ..RunOptions::default()
     };
     let summary = pipeline::run(cfg, opts, std::future::pending()).await?;
     println!("3/3  normalized into the lake at {root}/{table}");

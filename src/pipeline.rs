@@ -58,6 +58,10 @@ pub enum PipelineError {
     Incomplete(usize),
     #[error("the processor thread failed: {0}")]
     Processor(String),
+    #[error(
+        "shutdown did not finish within the grace period of {0:?}; committed data is safe, the rest is read again on restart"
+    )]
+    ShutdownTimeout(Duration),
 }
 
 /// Runtime knobs of a run (the configuration file holds the semantics).
@@ -66,6 +70,8 @@ pub struct RunOptions {
     /// Read to the end offsets seen at start, emit every buffered event, commit and return.
     pub until_end: bool,
     pub progress_every: Duration,
+    /// How long committing and closing may take after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RunOptions {
@@ -73,6 +79,7 @@ impl Default for RunOptions {
         RunOptions {
             until_end: false,
             progress_every: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -95,7 +102,10 @@ pub async fn run(
         r = &mut worker => r,
         _ = &mut shutdown => {
             stop.store(true, Ordering::Relaxed);
-            worker.await
+            match tokio::time::timeout(opts.shutdown_grace, worker).await {
+                Ok(r) => r,
+                Err(_) => return Err(PipelineError::ShutdownTimeout(opts.shutdown_grace)),
+            }
         }
     };
     let processed = processed.map_err(|e| PipelineError::Processor(e.to_string()))?;

@@ -17,6 +17,7 @@ fn bounded() -> RunOptions {
     RunOptions {
         until_end: true,
         progress_every: Duration::from_secs(60),
+        ..RunOptions::default()
     }
 }
 

@@ -147,3 +147,29 @@ fn tumbling_previous_sees_the_whole_previous_bucket() {
     // Bucket 300 follows an empty bucket 200: nothing to see.
     assert_eq!(out.results(4)[0].n, 0);
 }
+
+#[test]
+fn emit_unchanged_normalizes_late_events_without_learning_from_them() {
+    let mut p = plan(Window::Expanding, Z, false, TimeMode::EventTime);
+    p.late = LatePolicy::EmitUnchanged;
+    let evs = vec![
+        ev(0, 10_000, Some(1.0)),
+        ev(1, 11_000, Some(3.0)),
+        ev(2, 30_000, Some(5.0)), // watermark 25 000: the first two are released
+        ev(3, 1_000, Some(100.0)), // late: y from (n 2, mean 2, sd 1), no learning
+        ev(4, 31_000, Some(7.0)),
+    ];
+    let (out, late) = run(p, evs);
+    assert!(late.is_empty(), "emit_unchanged never dead-letters");
+    let seqs: Vec<i64> = out.events().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 3, 2, 4]);
+    let r = out.results(2)[0];
+    assert_eq!(r.status, Status::Late);
+    assert_eq!(
+        (r.n, r.center, r.scale, r.y),
+        (2, Some(2.0), Some(1.0), Some(98.0))
+    );
+    // seq 2 at 30 000 sees 1 and 3 only: the late 100 was not learned.
+    assert_eq!(out.results(3)[0].n, 2);
+    assert_eq!(out.results(4)[0].n, 3);
+}
