@@ -146,7 +146,13 @@ fn main() {
             continue;
         }
         let rounds = arg("--rounds", rounds);
-        let f = bench(w, m, keys, rounds);
+        // The machine is shared: run each case three times, print the median and the best.
+        let mut runs: Vec<Figures> = (0..arg("--repeat", 3))
+            .map(|_| bench(w, m, keys, rounds))
+            .collect();
+        runs.sort_by(|a, b| a.updates_per_s.total_cmp(&b.updates_per_s));
+        let best = runs.last().map_or(0.0, |f| f.updates_per_s);
+        let f = &runs[runs.len() / 2];
         let per_value = f
             .bytes_per_value
             .map(|b| format!("{b:.1} B/retained value ({} values)", f.retained))
@@ -157,8 +163,9 @@ fn main() {
             String::new()
         };
         println!(
-            "  {name:<28} {:>7.2} M feature-updates/s{tgt}  {per_value}",
-            f.updates_per_s / 1e6
+            "  {name:<28} median {:>6.2} M, best {:>6.2} M feature-updates/s{tgt}  {per_value}",
+            f.updates_per_s / 1e6,
+            best / 1e6
         );
     }
 }

@@ -168,6 +168,20 @@ impl<S: Summary> TwoStacks<S> {
     /// rebuilds first when `needs_rebuild` says so (that is where it may move the shift).
     pub fn pop_front(&mut self) {
         self.front.pop_front();
+        // The front stack only drains between rebuilds: give memory back as it does, halving
+        // at most (each shrink copies what is left, so this stays amortised O(1) per pop).
+        let len = self.front.len();
+        if self.front.capacity() > 2 * len + 16 {
+            self.front.shrink_to(len + len / 2 + 8);
+        }
+    }
+
+    /// Load the front aggregate (see `Accumulator::warm`).
+    pub fn front_bits(&self) -> u64 {
+        if let Some(f) = self.front.front() {
+            std::hint::black_box(*f);
+        }
+        self.front.len() as u64
     }
 
     /// The front stack is exhausted: the next pop needs a rebuild from the items.
