@@ -351,29 +351,20 @@ impl Processor {
         Counters::add(&self.counters.consumed, records.len() as u64);
         let received_ms = unix_ms();
         let mut out: OutRows = self.engine.emitted();
-        let mut i = 0;
         // Records arrive grouped by partition in chunks; handle each run of one partition.
-        while i < records.len() {
-            let (topic, partition) = (records[i].topic.clone(), records[i].partition);
-            let mut j = i;
-            while j < records.len()
-                && records[j].partition == partition
-                && records[j].topic == topic
-            {
-                j += 1;
-            }
+        for run in records.chunk_by(|a, b| a.partition == b.partition && a.topic == b.topic) {
+            let Some(first) = run.first() else { continue };
+            let (topic, partition) = (first.topic.clone(), first.partition);
             let key = (topic.clone(), partition);
             let Some(part) = self.parts.get_mut(&key) else {
                 // Not ours (any more): a revoked partition's last records.
-                i = j;
                 continue;
             };
             if part.failed.is_some() {
                 // Waiting to recover after a failed roll: these are read again after the seek.
-                i = j;
                 continue;
             }
-            for r in &records[i..j] {
+            for r in run {
                 let expected = *part.next.get_or_insert(r.offset);
                 if r.offset != expected {
                     // Below: already processed (a re-delivery). Above: still in flight from
@@ -421,7 +412,6 @@ impl Processor {
                 }
             }
             self.write(&key, &mut out, now)?;
-            i = j;
         }
         Ok(())
     }

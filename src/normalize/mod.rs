@@ -187,9 +187,9 @@ impl Engine {
             accs: self
                 .accs
                 .iter()
-                .map(|&(_, ni)| {
-                    let n = &self.plan.norms[ni];
-                    Accumulator::new(&n.window, &n.method)
+                .filter_map(|&(_, ni)| {
+                    let n = self.plan.norms.get(ni)?;
+                    Some(Accumulator::new(&n.window, &n.method))
                 })
                 .collect(),
             newest_ts: i64::MIN,
@@ -319,10 +319,13 @@ impl<P> PartitionState<P> {
                 .get(slot.feature)
                 .copied()
                 .unwrap_or(FeatureValue::Missing);
-            let r = match (slot.norm, acc_ix, &layer) {
-                (Some(ni), Some(ai), _) => {
-                    let spec = &plan.norms[ni];
-                    let acc = &mut key.accs[*ai];
+            let spec_acc = slot
+                .norm
+                .zip(*acc_ix)
+                .and_then(|(ni, ai)| Some((plan.norms.get(ni)?, ai)));
+            let r = match (spec_acc, &layer) {
+                (Some((spec, ai)), _) if ai < key.accs.len() => {
+                    let acc = &mut key.accs[ai];
                     let cs = if late {
                         acc.peek(&spec.method)
                     } else {
@@ -334,7 +337,7 @@ impl<P> PartitionState<P> {
                     };
                     finish_slot(fv, cs, spec.min_count, clip, spec.degenerate, late)
                 }
-                (None, _, Some((l, cs))) => {
+                (None, Some((l, cs))) if slot.norm.is_none() => {
                     finish_slot(fv, *cs, l.min_count, None, Degenerate::Unit, late)
                 }
                 _ => SlotResult {
