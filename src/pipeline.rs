@@ -32,7 +32,7 @@ use crate::sink::{
     DeadLetter, OutRows, OutputSchema, RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
 };
 use crate::source::{self, CommitRequest, PartitionId, RawRecord, SourceError, SourceEvent};
-use crate::telemetry::{Counters, Latency, Progress, RunSummary};
+use crate::telemetry::{Counters, Latency, Progress, RunSummary, StateFigures};
 
 /// Failures of a run, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -260,9 +260,9 @@ impl Processor {
             }
             self.roll_due(now);
             self.retry_failed(now);
-            let keys = self.parts.values().map(|p| p.norm.key_count()).sum();
-            let pending = self.parts.values().map(|p| p.norm.pending_len()).sum();
-            progress.maybe_log(now, &self.counters, &self.latency, keys, pending);
+            if progress.due(now) {
+                progress.maybe_log(now, &self.counters, &self.latency, self.state_figures());
+            }
         }
         // The source went away without End or Stop (it failed): commit what is complete.
         for key in self.parts.keys().cloned().collect::<Vec<_>>() {
@@ -622,6 +622,17 @@ impl Processor {
                 "no answer from the source".into(),
             )),
         }
+    }
+
+    fn state_figures(&self) -> StateFigures {
+        self.parts
+            .values()
+            .fold(StateFigures::default(), |f, p| StateFigures {
+                keys: f.keys + p.norm.key_count(),
+                buffered: f.buffered + p.norm.pending_len(),
+                bytes: f.bytes + p.norm.state_footprint().0,
+                evicted: f.evicted + p.norm.counters.evicted_keys,
+            })
     }
 
     fn summary(&self) -> RunSummary {

@@ -104,6 +104,15 @@ impl Latency {
     }
 }
 
+/// Size of the normalization state, summed over partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateFigures {
+    pub keys: usize,
+    pub buffered: usize,
+    pub bytes: usize,
+    pub evicted: u64,
+}
+
 /// Rate-limited progress reporting.
 pub struct Progress {
     every: Duration,
@@ -120,14 +129,17 @@ impl Progress {
         }
     }
 
+    pub fn due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last) >= self.every
+    }
+
     /// Log a progress line if the interval has passed.
     pub fn maybe_log(
         &mut self,
         now: Instant,
         c: &Counters,
         latency: &Latency,
-        keys: usize,
-        pending: usize,
+        state: StateFigures,
     ) {
         let dt = now.saturating_duration_since(self.last);
         if dt < self.every {
@@ -143,8 +155,10 @@ impl Progress {
             dead_letters = Counters::get(&c.dead_letters),
             late = Counters::get(&c.late),
             files = Counters::get(&c.files),
-            keys,
-            buffered = pending,
+            keys = state.keys,
+            buffered = state.buffered,
+            state_bytes = state.bytes,
+            evicted_keys = state.evicted,
             commit_latency_p50_ms = p.p50,
             commit_latency_p99_ms = p.p99,
             "progress"

@@ -151,17 +151,25 @@ impl Plan {
         out
     }
 
-    /// How long a key may stay idle (in event time) before its state is dropped.
+    /// How long a key may stay idle (in event time) before its state is dropped: the longest
+    /// window, plus the retention for out-of-order values in processing-time mode.
     pub fn effective_idle_ttl_ms(&self) -> i64 {
         if let Some(t) = self.idle_ttl_ms {
             return t;
         }
+        let disorder = match self.time_mode {
+            TimeMode::ProcessingTime => self.max_disorder_ms,
+            TimeMode::EventTime => 0,
+        };
         self.norms
             .iter()
             .map(|n| match n.window {
-                Window::SlidingTime { size_ms } => size_ms + self.max_disorder_ms,
-                Window::Tumbling { size_ms } => size_ms + self.max_disorder_ms,
-                Window::TumblingPrevious { size_ms } => 2 * size_ms + self.max_disorder_ms,
+                Window::SlidingTime { size_ms } | Window::Tumbling { size_ms } => {
+                    size_ms.saturating_add(disorder)
+                }
+                Window::TumblingPrevious { size_ms } => {
+                    size_ms.saturating_mul(2).saturating_add(disorder)
+                }
                 _ => i64::MAX,
             })
             .max()

@@ -173,3 +173,34 @@ fn emit_unchanged_normalizes_late_events_without_learning_from_them() {
     assert_eq!(out.results(3)[0].n, 2);
     assert_eq!(out.results(4)[0].n, 3);
 }
+
+#[test]
+fn idle_keys_are_evicted_and_counted() {
+    let engine = Engine::new(plan(
+        Window::SlidingTime { size_ms: 1_000 },
+        Z,
+        false,
+        TimeMode::EventTime,
+    ));
+    let mut st: PartitionState<()> = PartitionState::default();
+    let mut out = engine.emitted();
+    let mut e = ev(0, 0, Some(1.0));
+    e.key = "idle".into();
+    assert!(st.push(&engine, e, &mut out).is_none());
+    // Another key keeps the partition going for longer than the window and more than a sweep.
+    for i in 1..5_000 {
+        assert!(
+            st.push(&engine, ev(i, 10 * i, Some(2.0)), &mut out)
+                .is_none()
+        );
+    }
+    st.sweep_idle(&engine);
+    assert_eq!(st.key_count(), 1, "only the active key is left");
+    assert_eq!(st.counters.evicted_keys, 1);
+    let (bytes, values) = st.state_footprint();
+    assert!(
+        values > 0 && values <= 101,
+        "the window holds at most 1 s of values: {values}"
+    );
+    assert!(bytes >= values * 16);
+}

@@ -1,0 +1,251 @@
+//! Compiling the `[[normalize]]`, `[layer_norm]` and `[time]` sections into a valid
+//! `normalize::Plan`, with a reason for every combination that makes no sense.
+
+use std::time::Duration;
+
+use super::{
+    Collector, HumanDuration, LayerSection, MethodName, NormalizeSection, TimeSection, WindowName,
+    defaults, is_column_name,
+};
+use crate::decode::InputSpec;
+use crate::normalize::{LayerSpec, Method, NormSpec, Plan, Window};
+
+fn feature_indexes(
+    all: &[String],
+    chosen: &Option<Vec<String>>,
+    field: &str,
+    c: &mut Collector,
+) -> Vec<usize> {
+    match chosen {
+        None => (0..all.len()).collect(),
+        Some(list) => {
+            if list.is_empty() {
+                c.err(field, "must name at least one feature (omit it for all)");
+            }
+            list.iter()
+                .filter_map(|f| {
+                    let ix = all.iter().position(|a| a == f);
+                    if ix.is_none() {
+                        c.err(field, format!("`{f}` is not one of input.features"));
+                    }
+                    ix
+                })
+                .collect()
+        }
+    }
+}
+
+pub(super) fn build_plan(
+    input: &InputSpec,
+    t: TimeSection,
+    norms: Vec<NormalizeSection>,
+    layer: Option<LayerSection>,
+    c: &mut Collector,
+) -> Option<Plan> {
+    if norms.is_empty() && layer.is_none() {
+        c.err(
+            "normalize",
+            "configure at least one [[normalize]] entry or [layer_norm]",
+        );
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut specs = Vec::new();
+    for (i, n) in norms.iter().enumerate() {
+        let at = |f: &str| format!("normalize[{i}].{f}");
+        if !is_column_name(&n.name) {
+            c.err(
+                at("name"),
+                "must be a non-empty name of letters, digits and underscores",
+            );
+        }
+        if !names.insert(n.name.clone()) {
+            c.err(at("name"), format!("`{}` is used twice", n.name));
+        }
+        if let Some(s) = build_norm(n, input, &at, c) {
+            specs.push(s);
+        }
+    }
+    let layer = layer.map(|l| {
+        if !names.insert(l.name.clone()) {
+            c.err(
+                "layer_norm.name",
+                format!("`{}` is also a [[normalize]] name", l.name),
+            );
+        }
+        if !is_column_name(&l.name) {
+            c.err(
+                "layer_norm.name",
+                "must be a non-empty name of letters, digits and underscores",
+            );
+        }
+        if !(l.eps >= 0.0 && l.eps.is_finite()) {
+            c.err("layer_norm.eps", "must be a finite number ≥ 0");
+        }
+        if l.min_count == 0 {
+            c.err("layer_norm.min_count", "must be at least 1");
+        }
+        LayerSpec {
+            features: feature_indexes(&input.features, &l.features, "layer_norm.features", c),
+            name: l.name,
+            eps: l.eps,
+            min_count: l.min_count,
+        }
+    });
+    if t.out_of_orderness.0 > Duration::from_secs(7 * 24 * 3600) {
+        c.err(
+            "time.out_of_orderness",
+            "is longer than a week; events would wait that long",
+        );
+    }
+    let largest_window = specs
+        .iter()
+        .filter_map(|s| match s.window {
+            Window::SlidingTime { size_ms }
+            | Window::Tumbling { size_ms }
+            | Window::TumblingPrevious { size_ms } => Some(size_ms),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let plan = Plan {
+        features: input.features.clone(),
+        norms: specs,
+        layer,
+        time_mode: t.mode,
+        out_of_orderness_ms: t.out_of_orderness.millis(),
+        late: t.late,
+        max_disorder_ms: t.max_disorder.map_or(largest_window, HumanDuration::millis),
+        idle_ttl_ms: t.idle_ttl.map(HumanDuration::millis),
+    };
+    c.0.is_empty().then_some(plan)
+}
+
+fn build_norm(
+    n: &NormalizeSection,
+    input: &InputSpec,
+    at: &dyn Fn(&str) -> String,
+    c: &mut Collector,
+) -> Option<NormSpec> {
+    let features = feature_indexes(&input.features, &n.features, &at("features"), c);
+    let size = |c: &mut Collector| match n.size {
+        Some(d) if d.millis() > 0 => Some(d.millis()),
+        Some(_) => {
+            c.err(at("size"), "must be longer than zero");
+            None
+        }
+        None => {
+            c.err(at("size"), format!("is required for window {:?}", n.window));
+            None
+        }
+    };
+    let window = match n.window {
+        WindowName::Expanding => Some(Window::Expanding),
+        WindowName::SlidingTime => size(c).map(|size_ms| Window::SlidingTime { size_ms }),
+        WindowName::Tumbling => size(c).map(|size_ms| Window::Tumbling { size_ms }),
+        WindowName::TumblingPrevious => size(c).map(|size_ms| Window::TumblingPrevious { size_ms }),
+        WindowName::SlidingCount => match n.count {
+            Some(count) if count > 0 => Some(Window::SlidingCount { count }),
+            Some(_) => {
+                c.err(at("count"), "must be at least 1");
+                None
+            }
+            None => {
+                c.err(at("count"), "is required for window sliding_count");
+                None
+            }
+        },
+        WindowName::Ewm => match n.alpha {
+            Some(alpha) if alpha > 0.0 && alpha <= 1.0 => Some(Window::Ewm { alpha }),
+            Some(_) => {
+                c.err(at("alpha"), "must be in (0, 1]");
+                None
+            }
+            None => {
+                c.err(at("alpha"), "is required for window ewm");
+                None
+            }
+        },
+        WindowName::EwmTime => match n.halflife {
+            Some(h) if h.millis() > 0 => Some(Window::EwmTime {
+                halflife_ms: h.millis(),
+            }),
+            Some(_) => {
+                c.err(at("halflife"), "must be longer than zero");
+                None
+            }
+            None => {
+                c.err(at("halflife"), "is required for window ewm_time");
+                None
+            }
+        },
+    };
+    let method = match n.method {
+        MethodName::Zscore => {
+            if !(n.eps >= 0.0 && n.eps.is_finite()) {
+                c.err(at("eps"), "must be a finite number ≥ 0");
+            }
+            if n.ddof > 1 {
+                c.err(at("ddof"), "must be 0 or 1");
+            }
+            Method::Zscore {
+                ddof: n.ddof,
+                eps: n.eps,
+            }
+        }
+        MethodName::Minmax => {
+            let [a, b] = n.range;
+            if !(a.is_finite() && b.is_finite() && a < b) {
+                c.err(at("range"), "must be [a, b] with finite a < b");
+            }
+            Method::Minmax { a, b, clip: n.clip }
+        }
+        MethodName::Maxabs => Method::Maxabs,
+        MethodName::Robust => {
+            let [lo, hi] = n.quantiles;
+            if !(0.0 <= lo && lo < hi && hi <= 1.0) {
+                c.err(at("quantiles"), "must be [lo, hi] with 0 ≤ lo < hi ≤ 1");
+            }
+            Method::Robust { q_lo: lo, q_hi: hi }
+        }
+    };
+    if n.method != MethodName::Zscore && (n.ddof != 0 || n.eps != 0.0) {
+        c.err(at("method"), "ddof and eps apply to zscore only");
+    }
+    let min_count = n.min_count.unwrap_or_else(|| defaults::min_count(n.ddof));
+    if min_count < n.ddof as u64 + 1 || min_count == 0 {
+        c.err(
+            at("min_count"),
+            format!("must be at least ddof + 1 = {}", n.ddof + 1),
+        );
+    }
+    let window = window?;
+    if matches!(method, Method::Robust { .. }) && !window.is_bounded() {
+        c.err(at("window"), "robust needs a bounded window (sliding_time, sliding_count, tumbling, tumbling_previous): quantiles over an unbounded stream cannot be exact");
+    }
+    if matches!(window, Window::Ewm { .. } | Window::EwmTime { .. })
+        && !matches!(method, Method::Zscore { .. })
+    {
+        c.err(at("method"), "exponentially weighted windows have a mean and variance but no min, max or quantiles: use zscore");
+    }
+    if matches!(window, Window::Ewm { .. } | Window::EwmTime { .. }) && n.ddof != 0 {
+        c.err(
+            at("ddof"),
+            "exponentially weighted windows use the weighted population variance (ddof 0)",
+        );
+    }
+    if matches!(window, Window::TumblingPrevious { .. }) && n.include_current {
+        c.err(
+            at("include_current"),
+            "does not apply to tumbling_previous (it sees the previous bucket only)",
+        );
+    }
+    Some(NormSpec {
+        name: n.name.clone(),
+        method,
+        window,
+        include_current: n.include_current,
+        min_count,
+        degenerate: n.degenerate,
+        features,
+    })
+}

@@ -1,0 +1,143 @@
+use super::*;
+use crate::normalize::Window;
+
+const GOOD: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+topics = ["sensors"]
+[kafka.properties]
+"sasl.password" = "hunter2"
+"fetch.queue.backoff.ms" = "20"
+
+[input]
+key_field = "sensor_id"
+features = ["temp", "hum"]
+passthrough = ["site"]
+
+[[normalize]]
+name = "z"
+method = "zscore"
+window = "sliding_time"
+size = "60s"
+
+[lake]
+root = "./lake"
+table = "sensors"
+"#;
+
+fn no_env() -> Vec<(String, String)> {
+    vec![]
+}
+
+#[test]
+fn a_good_file_loads_with_defaults() {
+    let c = Config::from_toml(GOOD, no_env()).unwrap();
+    assert_eq!(c.kafka.group_id, "normlake");
+    assert_eq!(c.plan.out_of_orderness_ms, 5000);
+    assert_eq!(
+        c.plan.norms[0].window,
+        Window::SlidingTime { size_ms: 60_000 }
+    );
+    assert_eq!(c.plan.norms[0].min_count, 2);
+    assert_eq!(c.plan.norms[0].features, vec![0, 1]);
+    assert_eq!(c.lake.compression, Codec::Zstd(3));
+    assert_eq!(c.input.key, KeySource::Field("sensor_id".into()));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_field() {
+    let bad = r#"
+[kafka]
+brokers = ""
+topics = []
+colour = "blue"
+
+[input]
+features = ["temp", "temp"]
+
+[[normalize]]
+name = "r"
+method = "robust"
+window = "expanding"
+
+[[normalize]]
+name = "m"
+method = "minmax"
+window = "ewm"
+alpha = 0.5
+
+[[normalize]]
+name = "z"
+method = "zscore"
+window = "sliding_time"
+size = "0s"
+ddof = 1
+min_count = 1
+
+[lake]
+root = "./lake"
+table = "bad/name"
+compression = "gzip"
+
+[extra]
+"#;
+    let errs = Config::from_toml(bad, no_env()).unwrap_err();
+    let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+    for want in [
+        "extra",
+        "kafka.colour",
+        "input.features",
+        "normalize[0].window",
+        "normalize[1].method",
+        "normalize[2].size",
+        "normalize[2].min_count",
+        "lake.compression",
+    ] {
+        assert!(fields.contains(&want), "missing {want} in {fields:?}");
+    }
+    let text = errs.to_string();
+    assert!(text.contains("robust needs a bounded window"), "{text}");
+}
+
+#[test]
+fn semantic_errors_across_sections_are_collected_together() {
+    let bad = GOOD
+        .replace("brokers = \"127.0.0.1:9092\"", "brokers = \" \"")
+        .replace("table = \"sensors\"", "table = \"\"");
+    let errs = Config::from_toml(&bad, no_env()).unwrap_err();
+    let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, vec!["kafka.brokers", "lake.table"]);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let env = vec![
+        (
+            "NORMLAKE__KAFKA__BROKERS".to_string(),
+            "b1:9092,b2:9092".to_string(),
+        ),
+        (
+            "NORMLAKE__LAKE__ROLLING__MAX_ROWS".to_string(),
+            "7".to_string(),
+        ),
+        (
+            "NORMLAKE__KAFKA__PROPERTIES__SASL.USERNAME".to_string(),
+            "u".to_string(),
+        ),
+        ("UNRELATED".to_string(), "x".to_string()),
+    ];
+    let c = Config::from_toml(GOOD, env).unwrap();
+    assert_eq!(c.kafka.brokers, "b1:9092,b2:9092");
+    assert_eq!(c.lake.rolling.max_rows, 7);
+    assert_eq!(c.kafka.properties["sasl.username"].expose(), "u");
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = Config::from_toml(GOOD, no_env()).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+    let shown = c.kafka.printable_properties();
+    assert_eq!(shown["sasl.password"], "<redacted>");
+    assert_eq!(shown["fetch.queue.backoff.ms"], "20");
+}
