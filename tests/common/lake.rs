@@ -35,26 +35,35 @@ fn f64s(b: &RecordBatch, name: &str) -> Vec<Option<f64>> {
         .collect()
 }
 
+fn i32s(b: &RecordBatch, name: &str) -> arrow::array::Int32Array {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+        .as_primitive::<Int32Type>()
+        .clone()
+}
+
+fn i64s(b: &RecordBatch, name: &str) -> arrow::array::Int64Array {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+        .as_primitive::<Int64Type>()
+        .clone()
+}
+
+fn strings(b: &RecordBatch, name: &str) -> arrow::array::StringArray {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+        .as_string::<i32>()
+        .clone()
+}
+
 /// Rows of normalization `norm` for `features`, keyed like the golden files. Panics on a
 /// duplicated (partition, offset, feature): the lake must hold every row once.
 pub fn rows(table_dir: &Path, features: &[String], norm: &str) -> Rows {
     let mut rows = Rows::new();
     for (path, b) in batches(table_dir) {
-        let part = b
-            .column_by_name("kafka_partition")
-            .expect("partition")
-            .as_primitive::<Int32Type>()
-            .clone();
-        let off = b
-            .column_by_name("kafka_offset")
-            .expect("offset")
-            .as_primitive::<Int64Type>()
-            .clone();
-        let key = b
-            .column_by_name("key")
-            .expect("key")
-            .as_string::<i32>()
-            .clone();
+        let part = i32s(&b, "kafka_partition");
+        let off = i64s(&b, "kafka_offset");
+        let key = strings(&b, "key");
         let ts = b
             .column_by_name("event_time")
             .expect("event_time")
@@ -65,16 +74,8 @@ pub fn rows(table_dir: &Path, features: &[String], norm: &str) -> Rows {
             let y = f64s(&b, &c);
             let center = f64s(&b, &format!("{c}_center"));
             let scale = f64s(&b, &format!("{c}_scale"));
-            let n = b
-                .column_by_name(&format!("{c}_n"))
-                .expect("n")
-                .as_primitive::<Int64Type>()
-                .clone();
-            let st = b
-                .column_by_name(&format!("{c}_status"))
-                .expect("status")
-                .as_string::<i32>()
-                .clone();
+            let n = i64s(&b, &format!("{c}_n"));
+            let st = strings(&b, &format!("{c}_status"));
             for i in 0..b.num_rows() {
                 let k = (part.value(i), off.value(i), f.clone());
                 let row = Row {
@@ -99,21 +100,9 @@ pub fn rows(table_dir: &Path, features: &[String], norm: &str) -> Rows {
 pub fn dead_letters(dir: &Path) -> DeadLetters {
     let mut out = DeadLetters::new();
     for (_, b) in batches(dir) {
-        let part = b
-            .column_by_name("kafka_partition")
-            .expect("partition")
-            .as_primitive::<Int32Type>()
-            .clone();
-        let off = b
-            .column_by_name("kafka_offset")
-            .expect("offset")
-            .as_primitive::<Int64Type>()
-            .clone();
-        let reason = b
-            .column_by_name("reason")
-            .expect("reason")
-            .as_string::<i32>()
-            .clone();
+        let part = i32s(&b, "kafka_partition");
+        let off = i64s(&b, "kafka_offset");
+        let reason = strings(&b, "reason");
         for i in 0..b.num_rows() {
             let k = (part.value(i), off.value(i));
             assert!(
