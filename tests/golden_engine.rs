@@ -51,9 +51,9 @@ fn run_case(case: &golden::Case) -> (Rows, DeadLetters) {
                 Row {
                     key: ev.key.to_string(),
                     ts_ms: ev.ts_ms,
-                    y: res.y,
-                    center: res.center,
-                    scale: res.scale,
+                    y: res.y(),
+                    center: res.center(),
+                    scale: res.scale(),
                     n: res.n,
                     status: res.status.as_str().to_string(),
                 },

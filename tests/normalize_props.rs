@@ -103,10 +103,10 @@ proptest! {
             prop_assert_eq!(r.n as usize, window.len());
             if window.len() >= 2 {
                 let (mean, var) = reference(&window);
-                let c = r.center.unwrap();
+                let c = r.center().unwrap();
                 prop_assert!((c - mean).abs() <= 1e-9 * mean.abs().max(1.0), "center {} vs {}", c, mean);
                 if var > 0.0 {
-                    let s = r.scale.unwrap();
+                    let s = r.scale().unwrap();
                     prop_assert!((s - var.sqrt()).abs() <= 1e-9 * var.sqrt(), "scale {} vs {}", s, var.sqrt());
                 }
             }
@@ -126,9 +126,9 @@ proptest! {
             let max = w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let r = o.r;
             prop_assert_eq!(r.n as usize, w.len());
-            prop_assert_eq!(r.center, Some(min));
+            prop_assert_eq!(r.center(), Some(min));
             if max > min {
-                prop_assert_eq!(r.scale, Some(max - min));
+                prop_assert_eq!(r.scale(), Some(max - min));
             } else {
                 prop_assert_eq!(r.status, Status::Degenerate);
             }
@@ -161,9 +161,9 @@ proptest! {
         for ((x, y), ev) in base.iter().zip(&other).zip(&moved) {
             let (rx, ry) = (x.r, y.r);
             prop_assert_eq!(rx.status, ry.status);
-            if let (Some(yx), Some(yy), Status::Ok) = (rx.y, ry.y, rx.status) {
+            if let (Some(yx), Some(yy), Status::Ok) = (rx.y(), ry.y(), rx.status) {
                 prop_assert!((yx - yy).abs() <= 1e-6 * yx.abs().max(1.0), "{} vs {}", yx, yy);
-                let (v, s, c) = (ev.2.unwrap(), ry.scale.unwrap(), ry.center.unwrap());
+                let (v, s, c) = (ev.2.unwrap(), ry.scale().unwrap(), ry.center().unwrap());
                 let back = yy * s + c;
                 let bound = 4.0 * f64::EPSILON * v.abs().max(c.abs()).max((yy * s).abs());
                 prop_assert!((back - v).abs() <= bound, "restored {} vs {} (bound {})", back, v, bound);
@@ -241,7 +241,7 @@ fn regime_change_keeps_full_relative_accuracy() {
         if i >= 1_200 {
             let w = &values[i - count..i];
             let (_, var) = reference(w);
-            let s = o.r.scale.unwrap();
+            let s = o.r.scale().unwrap();
             worst = worst.max((s - var.sqrt()).abs() / var.sqrt());
             let n = count as f64;
             let naive_var = (sumsq / n - (sum / n) * (sum / n)).max(0.0);

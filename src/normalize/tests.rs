@@ -90,9 +90,9 @@ fn missing_values_never_change_state_and_report_n() {
     assert_eq!(out.results(1)[0].n, 1);
     let r = out.results(3)[0];
     assert_eq!(r.n, 2);
-    assert_eq!(r.center, Some(2.0));
-    assert_eq!(r.scale, Some(1.0));
-    assert_eq!(r.y, Some(3.0));
+    assert_eq!(r.center(), Some(2.0));
+    assert_eq!(r.scale(), Some(1.0));
+    assert_eq!(r.y(), Some(3.0));
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn constant_windows_are_degenerate_with_unit_scale() {
     );
     let r = out.results(4)[0];
     assert_eq!(r.status, Status::Degenerate);
-    assert_eq!((r.scale, r.y, r.n), (Some(1.0), Some(0.0), 3));
+    assert_eq!((r.scale(), r.y(), r.n), (Some(1.0), Some(0.0), 3));
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn tumbling_previous_sees_the_whole_previous_bucket() {
     ];
     let (out, _) = run(plan(w, Z, false, TimeMode::EventTime), evs);
     assert_eq!(out.results(2)[0].n, 2);
-    assert_eq!(out.results(2)[0].center, Some(2.0));
+    assert_eq!(out.results(2)[0].center(), Some(2.0));
     assert_eq!(out.results(3)[0].n, 2);
     // Bucket 300 follows an empty bucket 200: nothing to see.
     assert_eq!(out.results(4)[0].n, 0);
@@ -166,7 +166,7 @@ fn emit_unchanged_normalizes_late_events_without_learning_from_them() {
     let r = out.results(2)[0];
     assert_eq!(r.status, Status::Late);
     assert_eq!(
-        (r.n, r.center, r.scale, r.y),
+        (r.n, r.center(), r.scale(), r.y()),
         (2, Some(2.0), Some(1.0), Some(98.0))
     );
     // seq 2 at 30 000 sees 1 and 3 only: the late 100 was not learned.

@@ -171,9 +171,9 @@ impl OutputSchema {
                 for i in 0..n {
                     match out.results(i).get(si) {
                         Some(res) => {
-                            y.append_option(res.y);
-                            c.append_option(res.center);
-                            s.append_option(res.scale);
+                            y.append_option(res.y());
+                            c.append_option(res.center());
+                            s.append_option(res.scale());
                             cnt.append_value(i64::try_from(res.n).unwrap_or(i64::MAX));
                             st.append_value(res.status.as_str());
                         }
