@@ -204,3 +204,23 @@ fn idle_keys_are_evicted_and_counted() {
     );
     assert!(bytes >= values * 16);
 }
+
+#[test]
+fn degenerate_policies_zero_and_null() {
+    let evs = || (0..4).map(|i| ev(i, i * 10, Some(0.5))).collect::<Vec<_>>();
+    for (policy, want_y, want_scale) in [
+        (Degenerate::Zero, Some(0.0), Some(0.0)),
+        (Degenerate::Null, None, None),
+    ] {
+        let mut p = plan(Window::Expanding, Z, false, TimeMode::EventTime);
+        p.norms[0].degenerate = policy;
+        let (out, _) = run(p, evs());
+        let r = out.results(3)[0];
+        assert_eq!(r.status, Status::Degenerate, "{policy:?}");
+        assert_eq!(
+            (r.y(), r.scale(), r.n),
+            (want_y, want_scale, 3),
+            "{policy:?}"
+        );
+    }
+}

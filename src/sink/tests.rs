@@ -143,3 +143,40 @@ fn rolling_is_due_by_rows_and_by_age() {
     due.sort();
     assert_eq!(due, vec![(stream.clone(), 0), (stream.clone(), 1)]);
 }
+
+#[test]
+fn several_normalizations_of_a_feature_get_their_own_columns() {
+    let slot = |norm, column: &str| crate::normalize::Slot {
+        feature: 0,
+        norm: Some(norm),
+        column: column.into(),
+    };
+    let schema = OutputSchema::new(
+        vec!["temp".into()],
+        vec![],
+        true,
+        vec![slot(0, "temp_z5m"), slot(1, "temp_mm1h")],
+    );
+    let names: Vec<String> = schema
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        &names[5..],
+        &[
+            "temp",
+            "temp_z5m",
+            "temp_z5m_center",
+            "temp_z5m_scale",
+            "temp_z5m_n",
+            "temp_z5m_status",
+            "temp_mm1h",
+            "temp_mm1h_center",
+            "temp_mm1h_scale",
+            "temp_mm1h_n",
+            "temp_mm1h_status"
+        ]
+    );
+}
