@@ -218,27 +218,35 @@ fn build_norm(
             format!("must be at least ddof + 1 = {}", n.ddof + 1),
         );
     }
-    let window = window?;
-    if matches!(method, Method::Robust { .. }) && !window.is_bounded() {
+    // Compatibility is judged on the window's kind, so it is reported even when its size or
+    // parameter is also wrong.
+    let ew = matches!(n.window, WindowName::Ewm | WindowName::EwmTime);
+    let bounded = matches!(
+        n.window,
+        WindowName::SlidingTime
+            | WindowName::SlidingCount
+            | WindowName::Tumbling
+            | WindowName::TumblingPrevious
+    );
+    if matches!(method, Method::Robust { .. }) && !bounded {
         c.err(at("window"), "robust needs a bounded window (sliding_time, sliding_count, tumbling, tumbling_previous): quantiles over an unbounded stream cannot be exact");
     }
-    if matches!(window, Window::Ewm { .. } | Window::EwmTime { .. })
-        && !matches!(method, Method::Zscore { .. })
-    {
+    if ew && !matches!(method, Method::Zscore { .. }) {
         c.err(at("method"), "exponentially weighted windows have a mean and variance but no min, max or quantiles: use zscore");
     }
-    if matches!(window, Window::Ewm { .. } | Window::EwmTime { .. }) && n.ddof != 0 {
+    if ew && n.ddof != 0 {
         c.err(
             at("ddof"),
             "exponentially weighted windows use the weighted population variance (ddof 0)",
         );
     }
-    if matches!(window, Window::TumblingPrevious { .. }) && n.include_current {
+    if n.window == WindowName::TumblingPrevious && n.include_current {
         c.err(
             at("include_current"),
             "does not apply to tumbling_previous (it sees the previous bucket only)",
         );
     }
+    let window = window?;
     Some(NormSpec {
         name: n.name.clone(),
         method,

@@ -64,7 +64,7 @@ window = "expanding"
 name = "m"
 method = "minmax"
 window = "ewm"
-alpha = 0.5
+alpha = 2.0
 
 [[normalize]]
 name = "z"
