@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use reorder::Reorder;
 pub use spec::{Degenerate, LatePolicy, LayerSpec, Method, NormSpec, Plan, Slot, TimeMode, Window};
-use window::{Accumulator, CenterScale};
+use window::{Accumulator, CenterScale, DecayMemo};
 
 /// A feature as it came in the event.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -362,6 +362,7 @@ impl<P> PartitionState<P> {
             TimeMode::ProcessingTime => plan.max_disorder_ms,
             TimeMode::EventTime => 0,
         };
+        let mut memo = DecayMemo::default();
         let warm = key.accs.iter().fold(0u64, |a, acc| a ^ acc.warm());
         std::hint::black_box(warm);
         let layer = plan.layer.as_ref().map(|l| layer_stats(l, &ev.features));
@@ -381,7 +382,7 @@ impl<P> PartitionState<P> {
                     let cs = if late {
                         acc.peek(&spec.method)
                     } else {
-                        acc.observe(spec, t, fv.valid(), newest, max_disorder)
+                        acc.observe(spec, t, fv.valid(), newest, max_disorder, &mut memo)
                     };
                     let clip = match spec.method {
                         Method::Minmax { a, b, clip: true } => Some((a, b)),

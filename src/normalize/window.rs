@@ -381,6 +381,27 @@ fn ew_cs(n: u64, mean: f64, var: f64, method: &Method) -> CenterScale {
     }
 }
 
+/// The last time decay computed while processing one event. The features of a key usually
+/// share the time since their last value, so one `exp` serves them all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecayMemo {
+    last: Option<(i64, i64, f64)>,
+}
+
+impl DecayMemo {
+    /// `0.5^(dt/h)`, computed as `exp(dt · ln(0.5)/h)`: the same value, a fraction of powf's cost.
+    fn decay(&mut self, dt: i64, halflife_ms: i64) -> f64 {
+        match self.last {
+            Some((d, h, v)) if d == dt && h == halflife_ms => v,
+            _ => {
+                let v = (dt as f64 * (-std::f64::consts::LN_2 / halflife_ms as f64)).exp();
+                self.last = Some((dt, halflife_ms, v));
+                v
+            }
+        }
+    }
+}
+
 /// The state of one (key, feature, normalization) statistic stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Accumulator {
@@ -425,6 +446,7 @@ impl Accumulator {
         x: Option<f64>,
         newest_ts: i64,
         max_disorder_ms: i64,
+        memo: &mut DecayMemo,
     ) -> CenterScale {
         let (window, method, include_current) = (&spec.window, &spec.method, spec.include_current);
         match self {
@@ -528,8 +550,8 @@ impl Accumulator {
             }
             Accumulator::EwmTime(e) => {
                 let h = match window {
-                    Window::EwmTime { halflife_ms } => *halflife_ms as f64,
-                    _ => 1.0,
+                    Window::EwmTime { halflife_ms } => *halflife_ms,
+                    _ => 1,
                 };
                 let update = |e: &mut EwmTime, x: f64| {
                     if e.n == 0 {
@@ -543,9 +565,7 @@ impl Accumulator {
                         return;
                     }
                     // Out-of-order timestamps (processing time) count as simultaneous.
-                    let dt = (t - e.last_ts).max(0) as f64;
-                    // 0.5^(dt/h) as exp(dt · ln(0.5)/h): the same value, a fraction of powf's cost.
-                    let d = (dt * (-std::f64::consts::LN_2 / h)).exp();
+                    let d = memo.decay((t - e.last_ts).max(0), h);
                     e.weight = d * e.weight + 1.0;
                     e.s *= d;
                     let m_new = e.mean + (x - e.mean) / e.weight;
@@ -618,7 +638,7 @@ fn learn_predict<S>(
     include_current: bool,
     x: Option<f64>,
     state: &mut S,
-    learn: impl Fn(&mut S, f64),
+    mut learn: impl FnMut(&mut S, f64),
     predict: impl Fn(&S) -> CenterScale,
 ) -> CenterScale {
     match x {
