@@ -58,12 +58,12 @@ impl Summary for MeanM2 {
     fn merge(a: &Self, na: u64, b: &Self, nb: u64) -> Self {
         // Chan, Golub and LeVeque's pairwise update. With identical means the delta is exactly
         // zero, so a constant window keeps m2 == 0 exactly.
-        let n = (na + nb) as f64;
         let (fa, fb) = (na as f64, nb as f64);
+        let wb = fb / (fa + fb);
         let delta = b.mean - a.mean;
         MeanM2 {
-            mean: a.mean + delta * (fb / n),
-            m2: a.m2 + b.m2 + delta * delta * (fa * fb / n),
+            mean: a.mean + delta * wb,
+            m2: a.m2 + b.m2 + delta * delta * (fa * wb),
         }
     }
 }

@@ -68,7 +68,10 @@ impl WindowAgg {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bounded {
     items: VecDeque<Item>,
-    retired: VecDeque<Item>,
+    /// Boxed: only processing-time mode with out-of-order timestamps parks values, and the
+    /// window struct is on the hot path of every event.
+    #[allow(clippy::box_collection)]
+    retired: Option<Box<VecDeque<Item>>>,
     agg: WindowAgg,
     shift: Option<f64>,
 }
@@ -77,7 +80,7 @@ impl Bounded {
     fn new(need: Need) -> Self {
         Bounded {
             items: VecDeque::new(),
-            retired: VecDeque::new(),
+            retired: None,
             agg: WindowAgg::new(need),
             shift: None,
         }
@@ -167,16 +170,21 @@ impl Bounded {
             if let Some(it) = self.pop_front()
                 && it.ts > keep_above
             {
-                self.retired.push_back(it);
+                self.retired.get_or_insert_default().push_back(it);
             }
         }
-        while self.retired.back().is_some_and(|r| r.ts > lo) {
-            if let Some(it) = self.retired.pop_back() {
-                self.push_front(it);
+        if let Some(mut retired) = self.retired.take() {
+            while retired.back().is_some_and(|r| r.ts > lo) {
+                if let Some(it) = retired.pop_back() {
+                    self.push_front(it);
+                }
             }
-        }
-        while self.retired.front().is_some_and(|r| r.ts <= keep_above) {
-            self.retired.pop_front();
+            while retired.front().is_some_and(|r| r.ts <= keep_above) {
+                retired.pop_front();
+            }
+            if !retired.is_empty() {
+                self.retired = Some(retired);
+            }
         }
         // Order windows never rebuild, so they trim here (cheap to check, rare to act).
         if matches!(self.agg, WindowAgg::Order(_)) {
@@ -198,8 +206,10 @@ impl Bounded {
         if over(self.items.capacity(), len) {
             self.items.shrink_to(room(len));
         }
-        if over(self.retired.capacity(), self.retired.len()) {
-            self.retired.shrink_to(room(self.retired.len()));
+        if let Some(r) = &mut self.retired
+            && over(r.capacity(), r.len())
+        {
+            r.shrink_to(room(r.len()));
         }
         match &mut self.agg {
             WindowAgg::Order(s) => s.trim(over, room),
@@ -241,11 +251,12 @@ impl Bounded {
             WindowAgg::Extrema(t) => t.heap_bytes(),
             WindowAgg::Order(s) => s.heap_bytes(),
         };
-        (self.items.capacity() + self.retired.capacity()) * item + agg
+        let retired = self.retired.as_ref().map_or(0, |r| r.capacity());
+        (self.items.capacity() + retired) * item + agg
     }
 
     fn retained(&self) -> usize {
-        self.items.len() + self.retired.len()
+        self.items.len() + self.retired.as_ref().map_or(0, |r| r.len())
     }
 }
 
