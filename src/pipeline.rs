@@ -151,6 +151,8 @@ struct PartitionProgress {
     dirty_since: Option<Instant>,
     /// After a failed roll: when to recover from the lake, and the back-off so far.
     failed: Option<(Instant, Duration)>,
+    /// A seek back to this offset was requested and its records have not arrived yet.
+    seeking: Option<i64>,
 }
 
 impl PartitionProgress {
@@ -162,6 +164,7 @@ impl PartitionProgress {
             committed: None,
             dirty_since: None,
             failed: None,
+            seeking: None,
         }
     }
 }
@@ -334,6 +337,7 @@ impl Processor {
             committed: Some(ckpt.next),
             dirty_since: None,
             failed: None,
+            seeking: None,
         })
     }
 
@@ -366,11 +370,22 @@ impl Processor {
             }
             for r in run {
                 let expected = *part.next.get_or_insert(r.offset);
-                if r.offset != expected {
-                    // Below: already processed (a re-delivery). Above: still in flight from
-                    // before a seek back to the lake position. Never process either.
+                if r.offset < expected {
+                    // Already processed (a re-delivery): never twice.
                     continue;
                 }
+                if r.offset > expected {
+                    // Ahead of the lake position: in flight from before a seek, or the consumer
+                    // started elsewhere. Never skip ahead; make sure a seek back is on its way.
+                    if part.seeking != Some(expected) {
+                        part.seeking = Some(expected);
+                        let _ = self
+                            .to_source
+                            .send(CommitRequest::seek(key.clone(), Some(expected)));
+                    }
+                    continue;
+                }
+                part.seeking = None;
                 part.next = Some(r.offset + 1);
                 part.dirty_since.get_or_insert(now);
                 let reject = match self.decoder.decode(r.key.as_deref(), &r.value) {
@@ -505,8 +520,9 @@ impl Processor {
             .collect();
         for (key, backoff) in ready {
             match self.recover(&key) {
-                Ok(p) => {
+                Ok(mut p) => {
                     let position = p.next;
+                    p.seeking = position;
                     self.parts.insert(key.clone(), p);
                     let _ = self
                         .to_source

@@ -24,8 +24,8 @@ brokers = "{brokers}"
 topics = ["{topic}"]
 group_id = "{group}"
 [kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
+"session.timeout.ms" = "10000"
+"heartbeat.interval.ms" = "1000"
 {extra_kafka}
 
 [input]
@@ -159,6 +159,13 @@ impl Drop for Job {
     }
 }
 
+/// The fault tests each run several processes; running them one at a time keeps a loaded
+/// two-core machine from turning scheduling delays into group session timeouts.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Run a bounded job to completion and fail the test if it does not succeed.
 pub fn run_to_end(config: &Path, log: &Path) -> Duration {
     let start = Instant::now();
@@ -222,10 +229,22 @@ pub fn wait_committed(root: &Path, topic: &str, ends: &[(i32, i64)], timeout: Du
         if done {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the lake did not reach the end offsets in time"
-        );
+        if Instant::now() >= deadline {
+            let state: Vec<String> = ends
+                .iter()
+                .map(|(p, end)| {
+                    let next = normlake::lake::commit::latest(&layout, topic, *p)
+                        .ok()
+                        .flatten()
+                        .map(|(_, r)| r.next_offset);
+                    format!("partition {p}: lake at {next:?}, end {end}")
+                })
+                .collect();
+            panic!(
+                "the lake did not reach the end offsets in time:\n{}",
+                state.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
