@@ -54,14 +54,6 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 5] = [
-        Reject::MalformedJson,
-        Reject::NotAnObject,
-        Reject::MissingKey,
-        Reject::MissingOrInvalidTime,
-        Reject::LateEvent,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::MalformedJson => "malformed_json",

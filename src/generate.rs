@@ -5,7 +5,9 @@
 //! out-of-orderness). Messages are keyed by sensor id, so a key lives in one partition.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::telemetry::unix_ms;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -138,13 +140,6 @@ impl Fleet {
             late,
         }
     }
-}
-
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Produce until the count or duration is reached or `shutdown` resolves.

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, sync_channel};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ use crate::sink::{
     DeadLetter, OutRows, OutputSchema, RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
 };
 use crate::source::{self, CommitRequest, PartitionId, RawRecord, SourceError, SourceEvent};
-use crate::telemetry::{Counters, Latency, Progress, RunSummary, StateFigures};
+use crate::telemetry::{Counters, Latency, Progress, RunSummary, StateFigures, unix_ms};
 
 /// Failures of a run, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -185,13 +185,6 @@ pub struct Processor {
     received: HashMap<PartitionId, Vec<i64>>,
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -264,7 +257,7 @@ impl Processor {
             self.roll_due(now);
             self.retry_failed(now);
             if progress.due(now) {
-                progress.maybe_log(now, &self.counters, &self.latency, self.state_figures());
+                progress.log(now, &self.counters, &self.latency, self.state_figures());
             }
         }
         // The source went away without End or Stop (it failed): commit what is complete.

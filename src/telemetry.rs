@@ -31,6 +31,14 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Wall-clock time as Unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Totals of one run, shared between stages.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -133,18 +141,11 @@ impl Progress {
         now.saturating_duration_since(self.last) >= self.every
     }
 
-    /// Log a progress line if the interval has passed.
-    pub fn maybe_log(
-        &mut self,
-        now: Instant,
-        c: &Counters,
-        latency: &Latency,
-        state: StateFigures,
-    ) {
-        let dt = now.saturating_duration_since(self.last);
-        if dt < self.every {
-            return;
-        }
+    /// Log a progress line (callers ask `due` first).
+    pub fn log(&mut self, now: Instant, c: &Counters, latency: &Latency, state: StateFigures) {
+        let dt = now
+            .saturating_duration_since(self.last)
+            .max(Duration::from_millis(1));
         let consumed = Counters::get(&c.consumed);
         let rate = (consumed - self.last_consumed) as f64 / dt.as_secs_f64();
         let p = latency.percentiles();

@@ -115,12 +115,6 @@ impl PendingFile {
             source,
         })
     }
-
-    /// Make the complete file visible under its final name, durably.
-    pub fn publish(file: File, tmp: &Path, dest: &Path) -> Result<(), LakeError> {
-        PendingFile::seal(file, tmp)?;
-        rename_durably(tmp, dest)
-    }
 }
 
 /// Rename `tmp` to `dest` and sync the directory so the new name survives a crash.
@@ -241,12 +235,13 @@ mod tests {
     }
 
     #[test]
-    fn publish_is_atomic_rename_and_listing_skips_hidden() {
+    fn seal_then_rename_publishes_and_listing_skips_hidden() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("dt=x");
         let p = PendingFile::create(&d, "part-a").unwrap();
         assert_eq!(list_parquet(dir.path()).unwrap().len(), 0);
-        PendingFile::publish(p.file, &p.tmp, &d.join("part-a.parquet")).unwrap();
+        PendingFile::seal(p.file, &p.tmp).unwrap();
+        rename_durably(&p.tmp, &d.join("part-a.parquet")).unwrap();
         assert_eq!(
             list_parquet(dir.path()).unwrap(),
             vec![dir.path().join("dt=x/part-a.parquet")]

@@ -35,19 +35,6 @@ pub enum Window {
     EwmTime { halflife_ms: i64 },
 }
 
-impl Window {
-    /// Windows that keep every value they hold (and so can answer order statistics).
-    pub fn is_bounded(&self) -> bool {
-        matches!(
-            self,
-            Window::SlidingTime { .. }
-                | Window::SlidingCount { .. }
-                | Window::Tumbling { .. }
-                | Window::TumblingPrevious { .. }
-        )
-    }
-}
-
 /// What to do when the scale is exactly zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -220,10 +220,6 @@ impl<S: Summary> TwoStacks<S> {
         }
     }
 
-    pub fn clear(&mut self) {
-        *self = TwoStacks::default();
-    }
-
     /// Shrink the front stack's capacity when `over(capacity, len)` says it is too large.
     pub fn trim(&mut self, over: fn(usize, usize) -> bool, room: fn(usize) -> usize) {
         if over(self.front.capacity(), self.front.len()) {
@@ -257,10 +253,6 @@ impl SortedValues {
 
     pub fn as_slice(&self) -> &[f64] {
         &self.values
-    }
-
-    pub fn clear(&mut self) {
-        self.values.clear();
     }
 
     /// Shrink capacity when `over(capacity, len)` says it is too large.

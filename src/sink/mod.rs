@@ -92,13 +92,11 @@ struct OpenPartition {
     dead: Vec<DeadLetter>,
     rows: usize,
     opened_at: Option<Instant>,
-    min_offset: Option<i64>,
 }
 
 impl OpenPartition {
-    fn note(&mut self, offset: i64, now: Instant) {
+    fn note(&mut self, now: Instant) {
         self.opened_at.get_or_insert(now);
-        self.min_offset = Some(self.min_offset.map_or(offset, |m| m.min(offset)));
     }
 }
 
@@ -153,10 +151,6 @@ impl Sink {
             policy,
             open: HashMap::new(),
         }
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
     }
 
     /// Append rows of one input partition, split into hour partitions.
@@ -239,7 +233,7 @@ impl Sink {
                     path: file.tmp.clone(),
                     source,
                 })?;
-            open.note(first, now);
+            open.note(now);
         }
         open.rows += rows.len();
         Ok(())
@@ -248,7 +242,7 @@ impl Sink {
     /// Keep a dead letter until the next roll of its input partition.
     pub fn dead_letter(&mut self, stream: &Arc<str>, partition: i32, dl: DeadLetter, now: Instant) {
         let open = self.open.entry((stream.clone(), partition)).or_default();
-        open.note(dl.offset, now);
+        open.note(now);
         open.dead.push(dl);
     }
 
@@ -261,15 +255,6 @@ impl Sink {
                     || o.opened_at
                         .is_some_and(|t| now.saturating_duration_since(t) >= self.policy.max_age)
             })
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
-    /// Input partitions holding anything unpublished.
-    pub fn open_partitions(&self) -> Vec<(Arc<str>, i32)> {
-        self.open
-            .iter()
-            .filter(|(_, o)| o.min_offset.is_some())
             .map(|(k, _)| k.clone())
             .collect()
     }
