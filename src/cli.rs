@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::generate::{self, GenerateOptions};
 use crate::pipeline::{self, RunOptions};
-use crate::telemetry::{LogFormat, RunSummary};
+use crate::telemetry::{LogFormat, Metrics, RunSummary, server};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +42,10 @@ pub enum Command {
         /// How long committing and closing may take after SIGTERM/SIGINT.
         #[arg(long, env = "NORMLAKE_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
         shutdown_grace: Duration,
+        /// Address of the /metrics, /healthz and /readyz endpoints (`off` to disable; port 0
+        /// picks a free port, which is logged).
+        #[arg(long, env = "NORMLAKE_METRICS_LISTEN", value_parser = parse_listen, default_value = "127.0.0.1:9898")]
+        metrics_listen: Listen,
     },
     /// Print the Hive DDL of the configured table and the partitions present.
     Ddl {
@@ -64,6 +68,22 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         events: u64,
     },
+}
+
+/// Where the operator endpoints listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    On(std::net::SocketAddr),
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    s.parse()
+        .map(Listen::On)
+        .map_err(|e| format!("expected HOST:PORT or `off`: {e}"))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -113,6 +133,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             until_end,
             progress_every,
             shutdown_grace,
+            metrics_listen,
         } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
@@ -121,10 +142,24 @@ pub async fn main(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let metrics = Metrics::new();
+            if let Listen::On(addr) = metrics_listen {
+                let listener = match server::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let bound = listener.local_addr().map_or(addr, |a| a);
+                tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+                tokio::spawn(server::serve(listener, metrics.clone()));
+            }
             let opts = RunOptions {
                 until_end,
                 progress_every,
                 shutdown_grace,
+                metrics,
             };
             match pipeline::run(cfg, opts, shutdown_signal()).await {
                 Ok(s) => {

@@ -32,7 +32,7 @@ use crate::sink::{
     DeadLetter, OutRows, OutputSchema, RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
 };
 use crate::source::{self, CommitRequest, PartitionId, RawRecord, SourceError, SourceEvent};
-use crate::telemetry::{Counters, Latency, Progress, RunSummary, StateFigures, unix_ms};
+use crate::telemetry::{LatencySource, Metrics, Progress, RunSummary, StateFigures, unix_ms};
 
 /// Failures of a run, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub struct RunOptions {
     pub progress_every: Duration,
     /// How long committing and closing may take after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Where the run's figures go (the caller may serve them).
+    pub metrics: Metrics,
 }
 
 impl Default for RunOptions {
@@ -80,6 +82,7 @@ impl Default for RunOptions {
             until_end: false,
             progress_every: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -93,8 +96,15 @@ pub async fn run(
     let (tx, rx) = sync_channel::<SourceEvent>(16);
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<CommitRequest>();
     let stop = Arc::new(AtomicBool::new(false));
-    let source = source::spawn(&cfg.kafka, opts.until_end, tx, commit_rx, stop.clone())?;
-    let processor = Processor::new(&cfg, commit_tx);
+    let source = source::spawn(
+        &cfg.kafka,
+        opts.until_end,
+        tx,
+        commit_rx,
+        stop.clone(),
+        opts.metrics.clone(),
+    )?;
+    let processor = Processor::new(&cfg, commit_tx, opts.metrics.clone());
     let progress_every = opts.progress_every;
     let mut worker = tokio::task::spawn_blocking(move || processor.run(rx, progress_every));
     tokio::pin!(shutdown);
@@ -136,8 +146,8 @@ struct Checkpoint {
     state: PartitionState<RowMeta>,
 }
 
-/// Bumped whenever the checkpointed state changes shape.
-const CHECKPOINT_VERSION: u32 = 1;
+/// Bumped whenever the checkpointed state changes shape (2: rows keep their Kafka time).
+const CHECKPOINT_VERSION: u32 = 2;
 
 struct PartitionProgress {
     norm: PartitionState<RowMeta>,
@@ -178,18 +188,18 @@ pub struct Processor {
     max_age: Duration,
     parts: HashMap<PartitionId, PartitionProgress>,
     to_source: Sender<CommitRequest>,
-    counters: Arc<Counters>,
+    metrics: Metrics,
     dead_by_reason: BTreeMap<&'static str, u64>,
-    latency: Latency,
-    /// Receive times of rows not yet committed, per input partition (for the latency figures).
-    received: HashMap<PartitionId, Vec<i64>>,
+    /// Times of rows not yet committed, per input partition, for the latency figures:
+    /// (event time, Kafka time, received), Unix ms.
+    received: HashMap<PartitionId, Vec<[i64; 3]>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Processor {
-    pub fn new(cfg: &Config, to_source: Sender<CommitRequest>) -> Processor {
+    pub fn new(cfg: &Config, to_source: Sender<CommitRequest>, metrics: Metrics) -> Processor {
         let engine = Engine::new(cfg.plan.clone());
         let schema = Arc::new(output_schema(cfg));
         let floats: Vec<&str> = schema.float_columns().collect();
@@ -213,9 +223,8 @@ impl Processor {
             max_age: cfg.lake.rolling.max_age.0,
             parts: HashMap::new(),
             to_source,
-            counters: Arc::new(Counters::default()),
+            metrics,
             dead_by_reason: BTreeMap::new(),
-            latency: Latency::default(),
             received: HashMap::new(),
         }
     }
@@ -226,6 +235,10 @@ impl Processor {
         progress_every: Duration,
     ) -> Result<RunSummary, PipelineError> {
         let mut progress = Progress::new(progress_every, Instant::now());
+        match self.layout.probe_writable() {
+            Ok(()) => self.metrics.health.set_lake_writable(true),
+            Err(e) => tracing::warn!(error = %e, "the lake is not writable yet"),
+        }
         while let Ok(ev) = rx.recv() {
             let now = Instant::now();
             match ev {
@@ -234,11 +247,13 @@ impl Processor {
                 SourceEvent::Assigned { parts, reply } => {
                     let (positions, result) = self.assigned(&parts);
                     let _ = reply.send(positions);
+                    self.owned_changed();
                     result?;
                 }
                 SourceEvent::Revoked { parts, ack } => {
                     self.revoked(&parts);
                     let _ = ack.send(());
+                    self.owned_changed();
                 }
                 SourceEvent::End => {
                     self.finish_all(now)?;
@@ -257,7 +272,11 @@ impl Processor {
             self.roll_due(now);
             self.retry_failed(now);
             if progress.due(now) {
-                progress.log(now, &self.counters, &self.latency, self.state_figures());
+                let state = self.state_figures();
+                self.metrics.state_keys.set(state.keys as i64);
+                self.metrics.state_bytes.set(state.bytes as i64);
+                self.metrics.buffered_events.set(state.buffered as i64);
+                progress.log(now, &self.metrics, state);
             }
         }
         // The source went away without End or Stop (it failed): commit what is complete.
@@ -265,6 +284,12 @@ impl Processor {
             self.roll(&key)?;
         }
         Ok(self.summary())
+    }
+
+    fn owned_changed(&self) {
+        let n = self.parts.len();
+        self.metrics.assigned_partitions.set(n as i64);
+        self.metrics.health.set_assigned(n);
     }
 
     /// Recover newly assigned partitions from the lake; answer where to read from.
@@ -345,7 +370,7 @@ impl Processor {
     }
 
     fn records(&mut self, records: Vec<RawRecord>, now: Instant) -> Result<(), PipelineError> {
-        Counters::add(&self.counters.consumed, records.len() as u64);
+        self.metrics.consumed.inc_by(records.len() as u64);
         let received_ms = unix_ms();
         let mut out: OutRows = self.engine.emitted();
         // Records arrive grouped by partition in chunks; handle each run of one partition.
@@ -361,6 +386,7 @@ impl Processor {
                 // Waiting to recover after a failed roll: these are read again after the seek.
                 continue;
             }
+            let evicted_before = part.norm.counters.evicted_keys;
             for r in run {
                 let expected = *part.next.get_or_insert(r.offset);
                 if r.offset < expected {
@@ -392,6 +418,7 @@ impl Processor {
                             payload: RowMeta {
                                 passthrough: d.passthrough,
                                 received_ms,
+                                kafka_ms: r.timestamp_ms,
                             },
                         };
                         part.norm
@@ -401,9 +428,9 @@ impl Processor {
                 };
                 if let Some(reason) = reject {
                     *self.dead_by_reason.entry(reason.as_str()).or_default() += 1;
-                    Counters::add(&self.counters.dead_letters, 1);
+                    self.metrics.dead_letter(reason.as_str());
                     if reason == Reject::LateEvent {
-                        Counters::add(&self.counters.late, 1);
+                        self.metrics.late.inc();
                     }
                     self.sink.dead_letter(
                         &topic,
@@ -418,6 +445,12 @@ impl Processor {
                         now,
                     );
                 }
+            }
+            if let Some(part) = self.parts.get(&key) {
+                let evicted = part.norm.counters.evicted_keys;
+                self.metrics
+                    .evicted_keys
+                    .inc_by(evicted.saturating_sub(evicted_before));
             }
             self.write(&key, &mut out, now)?;
         }
@@ -438,7 +471,10 @@ impl Processor {
             self.received
                 .entry(key.clone())
                 .or_default()
-                .extend(out.events().iter().map(|e| e.payload.received_ms));
+                .extend(out.events().iter().map(|e| {
+                    let m = &e.payload;
+                    [e.ts_ms, m.kafka_ms.unwrap_or(i64::MIN), m.received_ms]
+                }));
         }
         out.clear();
         if let Err(e) = written {
@@ -488,7 +524,8 @@ impl Processor {
     /// A roll failed: drop the partition's uncommitted work and recover it from the lake after
     /// a back-off. Nothing uncommitted is visible and no offset moved, so nothing is lost.
     fn failed(&mut self, key: &PartitionId, error: &str, now: Instant) {
-        Counters::add(&self.counters.write_failures, 1);
+        self.metrics.write_failures.inc();
+        self.metrics.health.set_lake_writable(false);
         self.sink.abandon(std::slice::from_ref(key));
         self.received.remove(key);
         if let Some(p) = self.parts.get_mut(key) {
@@ -544,6 +581,7 @@ impl Processor {
         if part.committed == Some(next) && part.dirty_since.is_none() {
             return Ok(());
         }
+        let started = Instant::now();
         let sealed = self.sink.seal(&key.0, key.1)?;
         let ckpt = postcard::to_stdvec(&CheckpointRef {
             version: CHECKPOINT_VERSION,
@@ -584,16 +622,23 @@ impl Processor {
         }
         let committed_ms = unix_ms();
         if let Some(times) = self.received.remove(key) {
-            for t in times {
-                self.latency.record(Duration::from_millis(
-                    committed_ms.saturating_sub(t).max(0) as u64
-                ));
+            let mut h = self.metrics.latencies();
+            for row in times {
+                for (l, t) in h.iter_mut().zip(row) {
+                    if t != i64::MIN {
+                        let age = committed_ms.saturating_sub(t).max(0) as u64;
+                        l.record(Duration::from_millis(age));
+                    }
+                }
             }
         }
-        Counters::add(&self.counters.rows_written, sealed.rows as u64);
-        Counters::add(&self.counters.files, sealed.files.len() as u64);
-        Counters::add(&self.counters.bytes, sealed.bytes);
-        Counters::add(&self.counters.commits, 1);
+        let m = &self.metrics;
+        m.commit_duration.observe(started.elapsed().as_secs_f64());
+        m.rows_written.inc_by(sealed.rows as u64);
+        m.files.inc_by(sealed.files.len() as u64);
+        m.bytes.inc_by(sealed.bytes);
+        m.commits.inc();
+        m.health.set_lake_writable(true);
         tracing::debug!(topic = %key.0, partition = key.1, seq, next, files = sealed.files.len(), rows = sealed.rows, "committed");
         let _ = self.to_source.send(CommitRequest {
             offsets: vec![(key.0.clone(), key.1, next)],
@@ -637,6 +682,7 @@ impl Processor {
         self.parts
             .values()
             .fold(StateFigures::default(), |f, p| StateFigures {
+                dead_letters: self.dead_by_reason.values().sum(),
                 keys: f.keys + p.norm.key_count(),
                 buffered: f.buffered + p.norm.pending_len(),
                 bytes: f.bytes + p.norm.state_footprint().0,
@@ -645,19 +691,19 @@ impl Processor {
     }
 
     fn summary(&self) -> RunSummary {
-        let c = &self.counters;
+        let m = &self.metrics;
         RunSummary {
-            consumed: Counters::get(&c.consumed),
-            rows_written: Counters::get(&c.rows_written),
+            consumed: m.consumed.get(),
+            rows_written: m.rows_written.get(),
             dead_letters: self
                 .dead_by_reason
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
-            files: Counters::get(&c.files),
-            bytes: Counters::get(&c.bytes),
-            write_failures: Counters::get(&c.write_failures),
-            latency: self.latency.percentiles(),
+            files: m.files.get(),
+            bytes: m.bytes.get(),
+            write_failures: m.write_failures.get(),
+            latency: m.percentiles(LatencySource::Received),
         }
     }
 }

@@ -29,10 +29,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
 use crate::config::KafkaConfig;
+use crate::telemetry::Metrics;
 
 /// Failures talking to Kafka, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -119,9 +121,23 @@ const REBALANCE_WAIT: Duration = Duration::from_secs(120);
 /// Runs inside `poll` on the source thread, so it may wait for the processor.
 pub struct SourceContext {
     to_processor: SyncSender<SourceEvent>,
+    metrics: Metrics,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// Consumer lag per partition from librdkafka's statistics: no blocking watermark calls.
+    fn stats(&self, statistics: Statistics) {
+        let lags = statistics.topics.into_iter().flat_map(|(topic, t)| {
+            t.partitions.into_values().filter_map(move |p| {
+                // Partition -1 is librdkafka's internal "unassigned" queue; a lag of -1 is
+                // unknown (no high watermark yet, or a partition not fetched by us).
+                (p.partition >= 0 && p.consumer_lag >= 0 && p.fetch_state == "active")
+                    .then(|| (topic.clone(), p.partition, p.consumer_lag))
+            })
+        });
+        self.metrics.set_lag(lags);
+    }
+}
 
 fn parts_of(tpl: &TopicPartitionList) -> Vec<PartitionId> {
     tpl.elements()
@@ -221,7 +237,9 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         // librdkafka ≥ 2.4 backs a partition off for 1 s whenever its fetch queue is full,
         // which stalls a fast consumer (librdkafka issue 3662).
         .set("fetch.queue.backoff.ms", "10")
-        .set("queued.max.messages.kbytes", "65536");
+        .set("queued.max.messages.kbytes", "65536")
+        // Feeds the consumer-lag metric (see `SourceContext::stats`).
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &cfg.properties {
         c.set(k, v.expose());
     }
@@ -241,10 +259,12 @@ pub fn spawn(
     to_processor: SyncSender<SourceEvent>,
     commits: Receiver<CommitRequest>,
     stop: Arc<AtomicBool>,
+    metrics: Metrics,
 ) -> Result<JoinHandle<Result<(), SourceError>>, SourceError> {
     let consumer: Kafka = client_config(cfg)
         .create_with_context(SourceContext {
             to_processor: to_processor.clone(),
+            metrics,
         })
         .map_err(SourceError::Create)?;
     let topics = cfg.topics.clone();

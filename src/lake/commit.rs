@@ -89,6 +89,13 @@ impl Layout {
             .join(format!("{stream}-{partition}"))
     }
 
+    /// Check that the table's metadata directory can be written (for readiness).
+    pub fn probe_writable(&self) -> Result<(), LakeError> {
+        let dir = self.normlake_dir();
+        let probe = write_atomically(&dir, "probe", b"")?;
+        std::fs::remove_file(&probe).map_err(io_err(&probe))
+    }
+
     /// A path relative to the root, as commit records store it.
     pub fn relative(&self, p: &Path) -> String {
         p.strip_prefix(self.root())

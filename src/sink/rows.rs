@@ -18,6 +18,8 @@ pub struct RowMeta {
     pub passthrough: Vec<Option<String>>,
     /// When the source first saw the record (Unix ms), for latency figures.
     pub received_ms: i64,
+    /// The Kafka record's timestamp (Unix ms), for latency figures.
+    pub kafka_ms: Option<i64>,
 }
 
 /// Emitted rows as the sink receives them.

@@ -48,6 +48,7 @@ fn rows(rows: &[(i64, i64)]) -> OutRows {
             payload: RowMeta {
                 passthrough: vec![Some("eu".into())],
                 received_ms: 0,
+                kafka_ms: None,
             },
         };
         assert!(st.push(&engine, ev, &mut out).is_none());

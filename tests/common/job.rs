@@ -109,6 +109,11 @@ pub struct Job {
 
 impl Job {
     pub fn start(config: &Path, until_end: bool, log: &Path) -> Job {
+        Job::start_with(config, until_end, log, &["--metrics-listen", "off"])
+    }
+
+    /// Start with extra `run` arguments.
+    pub fn start_with(config: &Path, until_end: bool, log: &Path, args: &[&str]) -> Job {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -119,6 +124,7 @@ impl Job {
         if until_end {
             cmd.arg("--until-end");
         }
+        cmd.args(args);
         let child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -247,4 +253,11 @@ pub fn wait_committed(root: &Path, topic: &str, ends: &[(i32, i64)], timeout: Du
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Every published Parquet file of the table and of its dead letters.
+pub fn lake_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = normlake::lake::list_parquet(&root.join("t")).expect("list table");
+    files.extend(normlake::lake::list_parquet(&root.join("_dead_letter/t")).expect("list dead"));
+    files
 }

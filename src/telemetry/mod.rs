@@ -1,11 +1,16 @@
-//! Logging setup, the job's counters and its latency histogram.
+//! Logging setup, metrics, latency histograms, the progress line and the health endpoints.
 //!
-//! Counters are plain atomics updated once per batch; the processor owns the latency
-//! histogram (hdrhistogram, microsecond resolution) of "record received → its file published"
-//! and prints a progress line with rates and percentiles at a fixed interval.
+//! `metrics` holds every figure the job exports (Prometheus counters and gauges updated once
+//! per batch, and hdrhistogram latency percentiles); `server` serves `/metrics`, `/healthz`
+//! and `/readyz`. The progress line reads the same metrics, so the log and the endpoint
+//! never disagree.
+
+pub mod metrics;
+pub mod server;
+
+pub use metrics::{Health, LatencySource, Metrics};
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -37,29 +42,6 @@ pub fn unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Totals of one run, shared between stages.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub consumed: AtomicU64,
-    pub rows_written: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub late: AtomicU64,
-    pub files: AtomicU64,
-    pub bytes: AtomicU64,
-    pub commits: AtomicU64,
-    pub write_failures: AtomicU64,
-}
-
-impl Counters {
-    pub fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
 }
 
 /// Latency percentiles in milliseconds.
@@ -115,6 +97,7 @@ impl Latency {
 /// Size of the normalization state, summed over partitions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateFigures {
+    pub dead_letters: u64,
     pub keys: usize,
     pub buffered: usize,
     pub bytes: usize,
@@ -142,26 +125,31 @@ impl Progress {
     }
 
     /// Log a progress line (callers ask `due` first).
-    pub fn log(&mut self, now: Instant, c: &Counters, latency: &Latency, state: StateFigures) {
+    pub fn log(&mut self, now: Instant, m: &Metrics, state: StateFigures) {
         let dt = now
             .saturating_duration_since(self.last)
             .max(Duration::from_millis(1));
-        let consumed = Counters::get(&c.consumed);
-        let rate = (consumed - self.last_consumed) as f64 / dt.as_secs_f64();
-        let p = latency.percentiles();
+        let consumed = m.consumed.get();
+        let rate = consumed.saturating_sub(self.last_consumed) as f64 / dt.as_secs_f64();
+        let ev = m.percentiles(LatencySource::EventTime);
+        let rc = m.percentiles(LatencySource::Received);
         tracing::info!(
             consumed,
             rate_per_s = rate.round(),
-            rows_written = Counters::get(&c.rows_written),
-            dead_letters = Counters::get(&c.dead_letters),
-            late = Counters::get(&c.late),
-            files = Counters::get(&c.files),
+            lag = m.total_lag(),
+            rows_written = m.rows_written.get(),
+            dead_letters = state.dead_letters,
+            late = m.late.get(),
+            files = m.files.get(),
             keys = state.keys,
             buffered = state.buffered,
             state_bytes = state.bytes,
             evicted_keys = state.evicted,
-            commit_latency_p50_ms = p.p50,
-            commit_latency_p99_ms = p.p99,
+            event_to_lake_p50_ms = ev.p50,
+            event_to_lake_p99_ms = ev.p99,
+            received_to_lake_p50_ms = rc.p50,
+            received_to_lake_p99_ms = rc.p99,
+            received_to_lake_p999_ms = rc.p999,
             "progress"
         );
         self.last = now;

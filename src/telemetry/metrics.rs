@@ -1,0 +1,353 @@
+//! Every figure the job exports, in one Prometheus registry.
+//!
+//! Names follow `normlake_<what>_<unit>[_total]`. Labels stay low-cardinality: a dead-letter
+//! reason, a latency source, a Kafka topic and partition number; never a key or a partition
+//! value. Counters and gauges are atomics the stages update once per batch. Latency
+//! percentiles come from hdrhistograms (exact to 3 significant digits, unlike bucketed
+//! histograms) and are exported as gauges with a `quantile` label, because the Prometheus
+//! client has no summary type; the commit duration is a classic bucketed histogram.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::{Latency, Percentiles};
+
+/// Where an end-to-end latency is measured from (to the lake commit of the row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencySource {
+    /// The event's own timestamp.
+    EventTime,
+    /// The Kafka record's timestamp (append or create time, as the topic is configured).
+    KafkaTime,
+    /// When normlake received the record.
+    Received,
+}
+
+impl LatencySource {
+    pub const ALL: [LatencySource; 3] = [
+        LatencySource::EventTime,
+        LatencySource::KafkaTime,
+        LatencySource::Received,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencySource::EventTime => "event_time",
+            LatencySource::KafkaTime => "kafka_time",
+            LatencySource::Received => "received",
+        }
+    }
+}
+
+type ReasonLabel = [(&'static str, &'static str); 1];
+type PartitionLabels = [(&'static str, String); 2];
+
+/// The job's metrics. Cloning shares them.
+#[derive(Clone)]
+pub struct Metrics {
+    pub consumed: Counter,
+    pub rows_written: Counter,
+    dead_letters: Family<ReasonLabel, Counter>,
+    pub late: Counter,
+    pub files: Counter,
+    pub bytes: Counter,
+    pub commits: Counter,
+    pub commit_duration: Histogram,
+    pub write_failures: Counter,
+    pub dead_letter_retries: Counter,
+    consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Not exported (Prometheus sums the series itself); for the progress line.
+    lag_total: Gauge,
+    pub assigned_partitions: Gauge,
+    pub state_keys: Gauge,
+    pub state_bytes: Gauge,
+    pub buffered_events: Gauge,
+    pub evicted_keys: Counter,
+    pub memory_bytes: Gauge,
+    pub memory_pauses: Counter,
+    latency: Arc<LatencySet>,
+    pub health: Health,
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            consumed: Counter::default(),
+            rows_written: Counter::default(),
+            dead_letters: Family::default(),
+            late: Counter::default(),
+            files: Counter::default(),
+            bytes: Counter::default(),
+            commits: Counter::default(),
+            commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            write_failures: Counter::default(),
+            dead_letter_retries: Counter::default(),
+            consumer_lag: Family::default(),
+            lag_total: Gauge::default(),
+            assigned_partitions: Gauge::default(),
+            state_keys: Gauge::default(),
+            state_bytes: Gauge::default(),
+            buffered_events: Gauge::default(),
+            evicted_keys: Counter::default(),
+            memory_bytes: Gauge::default(),
+            memory_pauses: Counter::default(),
+            latency: Arc::new(LatencySet::default()),
+            health: Health::default(),
+            registry: Arc::new(Registry::default()),
+        };
+        let mut r = Registry::default();
+        r.register(
+            "normlake_records_consumed",
+            "Kafka records read",
+            m.consumed.clone(),
+        );
+        r.register(
+            "normlake_rows_written",
+            "Rows committed to the lake",
+            m.rows_written.clone(),
+        );
+        r.register(
+            "normlake_dead_letters",
+            "Records sent to the dead-letter destination, by reason",
+            m.dead_letters.clone(),
+        );
+        r.register(
+            "normlake_late_events",
+            "Events behind the watermark",
+            m.late.clone(),
+        );
+        r.register(
+            "normlake_files_committed",
+            "Files published in the lake",
+            m.files.clone(),
+        );
+        r.register(
+            "normlake_bytes_committed",
+            "Bytes of the files published in the lake",
+            m.bytes.clone(),
+        );
+        r.register(
+            "normlake_commits",
+            "Lake commits (one per roll of an input partition)",
+            m.commits.clone(),
+        );
+        r.register(
+            "normlake_commit_duration_seconds",
+            "Duration of a roll: seal, checkpoint, commit record, publish",
+            m.commit_duration.clone(),
+        );
+        r.register(
+            "normlake_write_failures",
+            "Failed appends, seals or commits (the partition resumes from its last commit)",
+            m.write_failures.clone(),
+        );
+        r.register(
+            "normlake_dead_letter_retries",
+            "Retries of a dead-letter destination that was down",
+            m.dead_letter_retries.clone(),
+        );
+        r.register(
+            "normlake_consumer_lag_messages",
+            "Records behind the high watermark, per input partition (librdkafka statistics)",
+            m.consumer_lag.clone(),
+        );
+        r.register(
+            "normlake_assigned_partitions",
+            "Input partitions this instance owns",
+            m.assigned_partitions.clone(),
+        );
+        r.register(
+            "normlake_state_keys",
+            "Keys with normalization state",
+            m.state_keys.clone(),
+        );
+        r.register(
+            "normlake_state_bytes",
+            "Bytes of normalization state",
+            m.state_bytes.clone(),
+        );
+        r.register(
+            "normlake_buffered_events",
+            "Events waiting for the watermark",
+            m.buffered_events.clone(),
+        );
+        r.register(
+            "normlake_state_evicted_keys",
+            "Keys evicted (idle past their window or TTL, or over the memory budget)",
+            m.evicted_keys.clone(),
+        );
+        r.register(
+            "normlake_memory_bytes",
+            "Memory the budget accounts for: buffered rows, open writers, state",
+            m.memory_bytes.clone(),
+        );
+        r.register(
+            "normlake_memory_pressure_flushes",
+            "Early flushes because the memory budget was reached",
+            m.memory_pauses.clone(),
+        );
+        r.register_collector(Box::new(LatencyCollector(m.latency.clone())));
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    pub fn dead_letter(&self, reason: &'static str) {
+        self.dead_letters.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    pub fn dead_letters_by_reason(&self, reason: &'static str) -> u64 {
+        self.dead_letters
+            .get(&[("reason", reason)])
+            .map_or(0, |c| c.get())
+    }
+
+    /// Replace the per-partition lag figures (from one librdkafka statistics report).
+    pub fn set_lag(&self, lags: impl IntoIterator<Item = (String, i32, i64)>) {
+        self.consumer_lag.clear();
+        let mut total = 0;
+        for (topic, partition, lag) in lags {
+            total += lag;
+            self.consumer_lag
+                .get_or_create(&[("topic", topic), ("partition", partition.to_string())])
+                .set(lag);
+        }
+        self.lag_total.set(total);
+    }
+
+    /// Sum of the per-partition lag figures of the last report.
+    pub fn total_lag(&self) -> i64 {
+        self.lag_total.get()
+    }
+
+    /// The latency histograms, indexed by `LatencySource as usize`.
+    pub fn latencies(&self) -> MutexGuard<'_, [Latency; 3]> {
+        self.latency.lock()
+    }
+
+    pub fn percentiles(&self, source: LatencySource) -> Percentiles {
+        self.latency.lock()[source as usize].percentiles()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Readiness: partitions assigned and the lake writable.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    assigned: Arc<AtomicUsize>,
+    lake_writable: Arc<AtomicBool>,
+}
+
+impl Health {
+    pub fn set_assigned(&self, n: usize) {
+        self.assigned.store(n, Ordering::Relaxed);
+    }
+
+    pub fn set_lake_writable(&self, ok: bool) {
+        self.lake_writable.store(ok, Ordering::Relaxed);
+    }
+
+    /// Why the job is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.assigned.load(Ordering::Relaxed) == 0 {
+            Some("no input partitions assigned")
+        } else if !self.lake_writable.load(Ordering::Relaxed) {
+            Some("the lake is not writable")
+        } else {
+            None
+        }
+    }
+}
+
+/// One latency histogram per source.
+#[derive(Default)]
+struct LatencySet(Mutex<[Latency; 3]>);
+
+impl LatencySet {
+    fn lock(&self) -> MutexGuard<'_, [Latency; 3]> {
+        // A panic while recording cannot leave a histogram inconsistent in a way that matters
+        // for a figure: use it anyway.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct LatencyCollector(Arc<LatencySet>);
+
+impl std::fmt::Debug for LatencyCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LatencyCollector")
+    }
+}
+
+impl Collector for LatencyCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let figures: Vec<(LatencySource, Percentiles)> = {
+            let h = self.0.lock();
+            LatencySource::ALL
+                .iter()
+                .map(|s| (*s, h[*s as usize].percentiles()))
+                .collect()
+        };
+        let mut m = encoder.encode_descriptor(
+            "normlake_latency_seconds",
+            "End-to-end latency to the lake commit (hdrhistogram percentiles; quantile 1 is the maximum)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (source, p) in &figures {
+            if p.count == 0 {
+                continue;
+            }
+            for (q, ms) in [
+                ("0.5", p.p50),
+                ("0.9", p.p90),
+                ("0.99", p.p99),
+                ("0.999", p.p999),
+                ("1", p.max),
+            ] {
+                let labels = [("from", source.as_str()), ("quantile", q)];
+                ConstGauge::new(ms / 1000.0).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let mut c = encoder.encode_descriptor(
+            "normlake_latency_rows",
+            "Rows measured by the latency percentiles",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (source, p) in &figures {
+            let labels = [("from", source.as_str())];
+            ConstGauge::new(p.count as i64).encode(c.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
