@@ -23,14 +23,16 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, DeadLetterDestination};
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::{self as lake_commit, CommitError, FileMove};
 use crate::normalize::{Engine, Event, PartitionState};
 use crate::sink::{
-    DeadLetter, OutRows, OutputSchema, RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
+    DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, OutputSchema, RollingPolicy, RowMeta,
+    Sink, SinkError, writer_properties,
 };
+use crate::source::dead_letter::KafkaDeadLetters;
 use crate::source::{self, CommitRequest, PartitionId, RawRecord, SourceError, SourceEvent};
 use crate::telemetry::{LatencySource, Metrics, Progress, RunSummary, StateFigures, unix_ms};
 
@@ -104,7 +106,7 @@ pub async fn run(
         stop.clone(),
         opts.metrics.clone(),
     )?;
-    let processor = Processor::new(&cfg, commit_tx, opts.metrics.clone());
+    let processor = Processor::new(&cfg, commit_tx, opts.metrics.clone())?;
     let progress_every = opts.progress_every;
     let mut worker = tokio::task::spawn_blocking(move || processor.run(rx, progress_every));
     tokio::pin!(shutdown);
@@ -184,6 +186,7 @@ pub struct Processor {
     decoder: Decoder,
     engine: Arc<Engine>,
     sink: Sink,
+    dead: Box<dyn DeadLetterSink>,
     layout: Layout,
     max_age: Duration,
     parts: HashMap<PartitionId, PartitionProgress>,
@@ -199,13 +202,39 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Processor {
-    pub fn new(cfg: &Config, to_source: Sender<CommitRequest>, metrics: Metrics) -> Processor {
+    pub fn new(
+        cfg: &Config,
+        to_source: Sender<CommitRequest>,
+        metrics: Metrics,
+    ) -> Result<Processor, PipelineError> {
         let engine = Engine::new(cfg.plan.clone());
         let schema = Arc::new(output_schema(cfg));
         let floats: Vec<&str> = schema.float_columns().collect();
         let hash = config_hash(cfg);
         let props = writer_properties(cfg.lake.compression, &floats, &hash);
         let layout = Layout::new(&cfg.lake.root, &cfg.lake.table);
+        let dead: Box<dyn DeadLetterSink> = match cfg.dead_letter.destination {
+            DeadLetterDestination::Lake => {
+                Box::new(LakeDeadLetters::new(layout.clone(), props.clone()))
+            }
+            DeadLetterDestination::Kafka => {
+                let d = &cfg.dead_letter;
+                let inherited;
+                let properties = match &d.properties {
+                    Some(p) => p,
+                    None => {
+                        inherited = KafkaDeadLetters::inherited_properties(&cfg.kafka);
+                        &inherited
+                    }
+                };
+                Box::new(KafkaDeadLetters::new(
+                    d.topic.as_deref().unwrap_or_default(),
+                    d.brokers.as_deref().unwrap_or(&cfg.kafka.brokers),
+                    properties,
+                    metrics.clone(),
+                )?)
+            }
+        };
         let sink = Sink::new(
             layout.clone(),
             schema.clone(),
@@ -215,8 +244,9 @@ impl Processor {
                 max_age: cfg.lake.rolling.max_age.0,
             },
         );
-        Processor {
+        Ok(Processor {
             decoder: Decoder::new(cfg.input.clone()),
+            dead,
             engine,
             sink,
             layout,
@@ -226,7 +256,7 @@ impl Processor {
             metrics,
             dead_by_reason: BTreeMap::new(),
             received: HashMap::new(),
-        }
+        })
     }
 
     fn run(
@@ -286,6 +316,12 @@ impl Processor {
         Ok(self.summary())
     }
 
+    /// Drop the uncommitted files and dead letters of these partitions.
+    fn abandon_work(&mut self, parts: &[PartitionId]) {
+        self.sink.abandon(parts);
+        self.dead.abandon(parts);
+    }
+
     fn owned_changed(&self) {
         let n = self.parts.len();
         self.metrics.assigned_partitions.set(n as i64);
@@ -312,7 +348,7 @@ impl Processor {
 
     fn recover(&mut self, key: &PartitionId) -> Result<PartitionProgress, PipelineError> {
         let (stream, partition) = (&*key.0, key.1);
-        self.sink.abandon(std::slice::from_ref(key));
+        self.abandon_work(std::slice::from_ref(key));
         self.received.remove(key);
         let Some(found) = lake_commit::recover(&self.layout, stream, partition)? else {
             tracing::info!(
@@ -366,7 +402,7 @@ impl Processor {
             self.parts.remove(key);
             self.received.remove(key);
         }
-        self.sink.abandon(parts);
+        self.abandon_work(parts);
     }
 
     fn records(&mut self, records: Vec<RawRecord>, now: Instant) -> Result<(), PipelineError> {
@@ -432,7 +468,7 @@ impl Processor {
                     if reason == Reject::LateEvent {
                         self.metrics.late.inc();
                     }
-                    self.sink.dead_letter(
+                    self.dead.push(
                         &topic,
                         partition,
                         DeadLetter {
@@ -442,7 +478,6 @@ impl Processor {
                             reason: reason.as_str(),
                             timestamp_ms: r.timestamp_ms,
                         },
-                        now,
                     );
                 }
             }
@@ -526,7 +561,7 @@ impl Processor {
     fn failed(&mut self, key: &PartitionId, error: &str, now: Instant) {
         self.metrics.write_failures.inc();
         self.metrics.health.set_lake_writable(false);
-        self.sink.abandon(std::slice::from_ref(key));
+        self.abandon_work(std::slice::from_ref(key));
         self.received.remove(key);
         if let Some(p) = self.parts.get_mut(key) {
             let backoff = p
@@ -582,7 +617,11 @@ impl Processor {
             return Ok(());
         }
         let started = Instant::now();
-        let sealed = self.sink.seal(&key.0, key.1)?;
+        let mut sealed = self.sink.seal(&key.0, key.1)?;
+        let dead = self.dead.seal(&key.0, key.1)?;
+        sealed.files.extend(dead.files);
+        sealed.dead_letters += dead.dead_letters;
+        sealed.bytes += dead.bytes;
         let ckpt = postcard::to_stdvec(&CheckpointRef {
             version: CHECKPOINT_VERSION,
             next,

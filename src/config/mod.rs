@@ -310,9 +310,11 @@ pub struct LakeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadLetterDestination {
-    /// Parquet files under `<root>/<table>/_dead_letter/`.
+    /// Parquet files under `<root>/_dead_letter/<table>/`, published with each commit.
     #[default]
     Lake,
+    /// A Kafka topic: the raw key and value, with headers for the reason and the origin.
+    Kafka,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -320,6 +322,13 @@ pub enum DeadLetterDestination {
 pub struct DeadLetterConfig {
     #[serde(default)]
     pub destination: DeadLetterDestination,
+    /// The dead-letter topic (`destination = "kafka"`).
+    pub topic: Option<String>,
+    /// Brokers of the dead-letter topic; default: `kafka.brokers`.
+    pub brokers: Option<String>,
+    /// Producer properties for librdkafka; default: `kafka.properties` (so security settings
+    /// carry over). Secrets are redacted.
+    pub properties: Option<BTreeMap<String, Sensitive<String>>>,
 }
 
 /// A complete, validated configuration.
@@ -507,6 +516,9 @@ impl Config {
         if let Some(l) = &lake {
             validate_lake(l, &mut c);
         }
+        if let (Some(d), Some(k)) = (&dead_letter, &kafka) {
+            validate_dead_letter(d, k, &mut c);
+        }
         let input = input.map(|i| build_input(i, &mut c));
         let plan = match (&input, time, norms, layer) {
             (Some(i), Some(t), Some(n), Some(l)) => build_plan(i, t, n, l, &mut c),
@@ -608,6 +620,36 @@ fn validate_kafka(k: &KafkaConfig, c: &mut Collector) {
                 "is set by normlake itself (use kafka.brokers / kafka.group_id; commits follow the lake)",
             );
         }
+    }
+}
+
+fn validate_dead_letter(d: &DeadLetterConfig, k: &KafkaConfig, c: &mut Collector) {
+    match d.destination {
+        DeadLetterDestination::Lake => {
+            for (field, set) in [
+                ("topic", d.topic.is_some()),
+                ("brokers", d.brokers.is_some()),
+                ("properties", d.properties.is_some()),
+            ] {
+                if set {
+                    c.err(
+                        format!("dead_letter.{field}"),
+                        "applies only with destination = \"kafka\"",
+                    );
+                }
+            }
+        }
+        DeadLetterDestination::Kafka => match d.topic.as_deref().map(str::trim) {
+            None | Some("") => c.err(
+                "dead_letter.topic",
+                "is required with destination = \"kafka\"",
+            ),
+            Some(t) if k.topics.iter().any(|i| i == t) => c.err(
+                "dead_letter.topic",
+                format!("`{t}` is an input topic: dead letters would be read again"),
+            ),
+            Some(_) => {}
+        },
     }
 }
 

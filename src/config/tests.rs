@@ -141,3 +141,32 @@ fn secrets_never_print() {
     assert_eq!(shown["sasl.password"], "<redacted>");
     assert_eq!(shown["fetch.queue.backoff.ms"], "20");
 }
+
+#[test]
+fn dead_letter_destinations_are_checked() {
+    let fields = |extra: &str| -> Vec<String> {
+        match Config::from_toml(&format!("{GOOD}\n{extra}"), no_env()) {
+            Ok(_) => vec![],
+            Err(e) => e.0.into_iter().map(|e| e.field).collect(),
+        }
+    };
+    assert!(fields("[dead_letter]\ndestination = \"kafka\"\ntopic = \"dlq\"").is_empty());
+    assert_eq!(
+        fields("[dead_letter]\ndestination = \"kafka\""),
+        ["dead_letter.topic"]
+    );
+    assert_eq!(
+        fields("[dead_letter]\ndestination = \"kafka\"\ntopic = \"sensors\""),
+        ["dead_letter.topic"],
+        "an input topic is refused"
+    );
+    assert_eq!(
+        fields("[dead_letter]\ntopic = \"dlq\"\nbrokers = \"b:9092\""),
+        ["dead_letter.topic", "dead_letter.brokers"],
+        "Kafka settings with the lake destination"
+    );
+    assert_eq!(
+        fields("[dead_letter]\ndestination = \"s3\""),
+        ["dead_letter.destination"]
+    );
+}

@@ -8,6 +8,7 @@
 //! partition, the smallest offset it still holds unpublished. It knows nothing of Kafka: a
 //! "stream" is a name and a partition a number.
 
+pub mod dead_letter;
 pub mod rows;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,11 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray, UInt32Array,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{RecordBatch, UInt32Array};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -29,6 +26,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::config::Codec;
 use crate::lake::{LakeError, Layout, PendingFile};
+pub use dead_letter::{DeadLetter, DeadLetterSink, LakeDeadLetters, dead_letter_schema};
 pub use rows::{OutRows, OutputSchema, RowMeta};
 
 /// Failures of the sink, with the file they concern.
@@ -47,6 +45,11 @@ pub enum SinkError {
         path: PathBuf,
         source: parquet::errors::ParquetError,
     },
+    #[error("the dead-letter destination {destination} failed: {message}")]
+    DeadLetter {
+        destination: &'static str,
+        message: String,
+    },
 }
 
 /// When an input partition's open files are closed.
@@ -54,17 +57,6 @@ pub enum SinkError {
 pub struct RollingPolicy {
     pub max_rows: usize,
     pub max_age: Duration,
-}
-
-/// A record that cannot become a row, kept untouched with its origin and reason.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub reason: &'static str,
-    /// The record's timestamp from the source, if it had one (Unix ms).
-    pub timestamp_ms: Option<i64>,
 }
 
 /// What one roll sealed: complete, synced files under temporary names, with the final name
@@ -89,7 +81,6 @@ struct OpenFile {
 #[derive(Default)]
 struct OpenPartition {
     files: BTreeMap<i64, OpenFile>,
-    dead: Vec<DeadLetter>,
     rows: usize,
     opened_at: Option<Instant>,
 }
@@ -239,13 +230,6 @@ impl Sink {
         Ok(())
     }
 
-    /// Keep a dead letter until the next roll of its input partition.
-    pub fn dead_letter(&mut self, stream: &Arc<str>, partition: i32, dl: DeadLetter, now: Instant) {
-        let open = self.open.entry((stream.clone(), partition)).or_default();
-        open.note(now);
-        open.dead.push(dl);
-    }
-
     /// Input partitions whose files are due to roll at `now`.
     pub fn due(&self, now: Instant) -> Vec<(Arc<str>, i32)> {
         self.open
@@ -280,7 +264,6 @@ impl Sink {
         };
         let mut report = Sealed {
             rows: open.rows,
-            dead_letters: open.dead.len(),
             ..Sealed::default()
         };
         for (_, f) in open.files {
@@ -295,79 +278,8 @@ impl Sink {
             PendingFile::seal(file, &f.tmp)?;
             report.files.push((f.tmp, dest));
         }
-        if !open.dead.is_empty() {
-            let (tmp, dest, bytes) = self.write_dead_letters(stream, partition, &open.dead)?;
-            report.bytes += bytes;
-            report.files.push((tmp, dest));
-        }
         Ok(report)
     }
-
-    fn write_dead_letters(
-        &self,
-        stream: &str,
-        partition: i32,
-        dead: &[DeadLetter],
-    ) -> Result<(PathBuf, PathBuf, u64), SinkError> {
-        let first = dead.iter().map(|d| d.offset).min().unwrap_or(0);
-        let last = dead.iter().map(|d| d.offset).max().unwrap_or(0);
-        let dir = self.layout.dead_letter_dir();
-        let pending = PendingFile::create(&dir, &format!("part-{stream}-{partition}-{first}"))?;
-        let perr = |source| SinkError::Parquet {
-            path: pending.tmp.clone(),
-            source,
-        };
-        let schema = dead_letter_schema();
-        let mut key = BinaryBuilder::new();
-        let mut value = BinaryBuilder::new();
-        for d in dead {
-            key.append_option(d.key.as_deref());
-            value.append_value(&d.value);
-        }
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(dead.iter().map(|_| stream))),
-            Arc::new(Int32Array::from(vec![partition; dead.len()])),
-            Arc::new(Int64Array::from_iter_values(dead.iter().map(|d| d.offset))),
-            Arc::new(StringArray::from_iter_values(dead.iter().map(|d| d.reason))),
-            Arc::new(key.finish()),
-            Arc::new(value.finish()),
-            Arc::new(
-                TimestampMillisecondArray::from_iter(dead.iter().map(|d| d.timestamp_ms))
-                    .with_timezone(rows::UTC),
-            ),
-        ];
-        let batch =
-            RecordBatch::try_new(schema.clone(), cols).map_err(|source| SinkError::Arrow {
-                stream: stream.to_string(),
-                partition,
-                source,
-            })?;
-        let mut w =
-            ArrowWriter::try_new(pending.file, schema, Some(self.props.clone())).map_err(perr)?;
-        w.write(&batch).map_err(perr)?;
-        let file = w.into_inner().map_err(perr)?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let dest = dir.join(Layout::file_name(stream, partition, first, last));
-        PendingFile::seal(file, &pending.tmp)?;
-        Ok((pending.tmp, dest, bytes))
-    }
-}
-
-/// Columns of a dead-letter file.
-pub fn dead_letter_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("kafka_topic", DataType::Utf8, false),
-        Field::new("kafka_partition", DataType::Int32, false),
-        Field::new("kafka_offset", DataType::Int64, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("key", DataType::Binary, true),
-        Field::new("value", DataType::Binary, false),
-        Field::new(
-            "kafka_timestamp",
-            DataType::Timestamp(TimeUnit::Millisecond, Some(rows::UTC.into())),
-            true,
-        ),
-    ]))
 }
 
 #[cfg(test)]

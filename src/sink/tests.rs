@@ -81,21 +81,24 @@ fn rows_split_by_hour_and_roll_into_named_files() {
     let now = Instant::now();
     let rows = rows(&[(10, 5 * H + 1), (11, 6 * H + 2), (12, 5 * H + 3)]);
     s.append(&stream, 1, &rows, now).unwrap();
-    s.dead_letter(
-        &stream,
-        1,
-        DeadLetter {
-            offset: 9,
-            key: None,
-            value: b"{".to_vec(),
-            reason: "malformed_json",
-            timestamp_ms: Some(1),
-        },
-        now,
-    );
-    let report = s.seal(&stream, 1).unwrap();
+    let layout = Layout::new(dir.path().to_str().unwrap(), "t");
+    let mut dead = LakeDeadLetters::new(layout, writer_properties(Codec::Zstd(3), &[], "h"));
+    let letter = DeadLetter {
+        offset: 9,
+        key: None,
+        value: b"{".to_vec(),
+        reason: "malformed_json",
+        timestamp_ms: Some(1),
+    };
+    let footprint = letter.footprint();
+    dead.push(&stream, 1, letter);
+    assert_eq!(dead.held_bytes(), footprint);
+    let mut report = s.seal(&stream, 1).unwrap();
+    let sealed_dead = dead.seal(&stream, 1).unwrap();
+    assert_eq!(dead.held_bytes(), 0);
+    report.files.extend(sealed_dead.files);
     assert_eq!(
-        (report.rows, report.dead_letters, report.files.len()),
+        (report.rows, sealed_dead.dead_letters, report.files.len()),
         (3, 1, 3)
     );
     assert!(

@@ -17,6 +17,8 @@
 //! In bounded mode (`--until-end`) it assigns itself every partition up to the high watermark
 //! seen at start, then sends `SourceEvent::End`.
 
+pub mod dead_letter;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

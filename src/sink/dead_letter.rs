@@ -1,0 +1,201 @@
+//! Records that cannot become rows, and where they go.
+//!
+//! `DeadLetterSink` is the one interface the pipeline uses; a destination keeps each input
+//! partition's dead letters until that partition's roll, then makes them durable (`seal`)
+//! before the lake commit, so no offset moves past a dead letter that is not safely stored.
+//! Two destinations exist: `LakeDeadLetters` here (Parquet files published with the commit,
+//! exactly once) and a Kafka topic in `source::dead_letter` (the sink knows nothing of Kafka).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::{Sealed, SinkError, rows};
+use crate::lake::{Layout, PendingFile};
+
+/// A record that cannot become a row, kept untouched with its origin and reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub reason: &'static str,
+    /// The record's timestamp from the source, if it had one (Unix ms).
+    pub timestamp_ms: Option<i64>,
+}
+
+impl DeadLetter {
+    /// Bytes held in memory for this letter.
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.value.capacity()
+            + self.key.as_ref().map_or(0, Vec::capacity)
+    }
+}
+
+/// A dead-letter destination.
+pub trait DeadLetterSink: Send {
+    /// The destination's name, for logs and errors.
+    fn name(&self) -> &'static str;
+    /// Keep a dead letter of an input partition until its next roll.
+    fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter);
+    /// Make every dead letter of the partition durable. Returned files are published by the
+    /// partition's commit; `dead_letters` counts the letters sealed.
+    fn seal(&mut self, stream: &Arc<str>, partition: i32) -> Result<Sealed, SinkError>;
+    /// Forget the unsealed letters of these partitions (they are read again).
+    fn abandon(&mut self, parts: &[(Arc<str>, i32)]);
+    /// Bytes held for letters not sealed yet.
+    fn held_bytes(&self) -> usize;
+}
+
+/// Letters held per input partition until its roll: what both destinations share.
+#[derive(Default)]
+pub struct Held {
+    letters: HashMap<(Arc<str>, i32), Vec<DeadLetter>>,
+    bytes: usize,
+}
+
+impl Held {
+    pub fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter) {
+        self.bytes += letter.footprint();
+        self.letters
+            .entry((stream.clone(), partition))
+            .or_default()
+            .push(letter);
+    }
+
+    pub fn take(&mut self, stream: &Arc<str>, partition: i32) -> Vec<DeadLetter> {
+        let taken = self
+            .letters
+            .remove(&(stream.clone(), partition))
+            .unwrap_or_default();
+        self.bytes -= taken.iter().map(DeadLetter::footprint).sum::<usize>();
+        taken
+    }
+
+    pub fn abandon(&mut self, parts: &[(Arc<str>, i32)]) {
+        for (stream, partition) in parts {
+            self.take(stream, *partition);
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Dead letters as Parquet files under `<root>/_dead_letter/<table>/`, outside the table so
+/// that a `**/*.parquet` glob over the table sees only rows. Published by the partition's
+/// commit, so they are exactly-once like the rows.
+pub struct LakeDeadLetters {
+    layout: Layout,
+    props: WriterProperties,
+    held: Held,
+}
+
+impl LakeDeadLetters {
+    pub fn new(layout: Layout, props: WriterProperties) -> Self {
+        LakeDeadLetters {
+            layout,
+            props,
+            held: Held::default(),
+        }
+    }
+}
+
+impl DeadLetterSink for LakeDeadLetters {
+    fn name(&self) -> &'static str {
+        "lake"
+    }
+
+    fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter) {
+        self.held.push(stream, partition, letter);
+    }
+
+    fn seal(&mut self, stream: &Arc<str>, partition: i32) -> Result<Sealed, SinkError> {
+        let dead = self.held.take(stream, partition);
+        if dead.is_empty() {
+            return Ok(Sealed::default());
+        }
+        let first = dead.iter().map(|d| d.offset).min().unwrap_or(0);
+        let last = dead.iter().map(|d| d.offset).max().unwrap_or(0);
+        let dir = self.layout.dead_letter_dir();
+        let pending = PendingFile::create(&dir, &format!("part-{stream}-{partition}-{first}"))?;
+        let perr = |source| SinkError::Parquet {
+            path: pending.tmp.clone(),
+            source,
+        };
+        let schema = dead_letter_schema();
+        let mut key = BinaryBuilder::new();
+        let mut value = BinaryBuilder::new();
+        for d in &dead {
+            key.append_option(d.key.as_deref());
+            value.append_value(&d.value);
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                dead.iter().map(|_| &**stream),
+            )),
+            Arc::new(Int32Array::from(vec![partition; dead.len()])),
+            Arc::new(Int64Array::from_iter_values(dead.iter().map(|d| d.offset))),
+            Arc::new(StringArray::from_iter_values(dead.iter().map(|d| d.reason))),
+            Arc::new(key.finish()),
+            Arc::new(value.finish()),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(dead.iter().map(|d| d.timestamp_ms))
+                    .with_timezone(rows::UTC),
+            ),
+        ];
+        let batch =
+            RecordBatch::try_new(schema.clone(), cols).map_err(|source| SinkError::Arrow {
+                stream: stream.to_string(),
+                partition,
+                source,
+            })?;
+        let mut w =
+            ArrowWriter::try_new(pending.file, schema, Some(self.props.clone())).map_err(perr)?;
+        w.write(&batch).map_err(perr)?;
+        let file = w.into_inner().map_err(perr)?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let dest = dir.join(Layout::file_name(stream, partition, first, last));
+        PendingFile::seal(file, &pending.tmp)?;
+        Ok(Sealed {
+            files: vec![(pending.tmp, dest)],
+            rows: 0,
+            dead_letters: dead.len(),
+            bytes,
+        })
+    }
+
+    fn abandon(&mut self, parts: &[(Arc<str>, i32)]) {
+        self.held.abandon(parts);
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.held.bytes()
+    }
+}
+
+/// Columns of a dead-letter file.
+pub fn dead_letter_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("kafka_topic", DataType::Utf8, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, false),
+        Field::new(
+            "kafka_timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some(rows::UTC.into())),
+            true,
+        ),
+    ]))
+}
