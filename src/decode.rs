@@ -40,7 +40,14 @@ pub struct InputSpec {
     pub time_format: TimeFormat,
     pub features: Vec<String>,
     pub passthrough: Vec<String>,
+    /// Reject events whose time is further than this ahead of their Kafka timestamp (ms).
+    pub max_ahead_ms: Option<i64>,
 }
+
+/// The event times the lake accepts: years 0001 to 9999, which every Hive `dt` value and
+/// every reader's timestamp type can hold.
+pub const MIN_TS_MS: i64 = -62_135_596_800_000;
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
 
 /// Why a record cannot become a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +58,12 @@ pub enum Reject {
     MissingKey,
     MissingOrInvalidTime,
     LateEvent,
+    /// The message has no value (a Kafka tombstone) or an empty one.
+    EmptyMessage,
+    /// A JSON number beyond the range of a 64-bit float (such as `1e400`).
+    NumberOutOfRange,
+    /// An event time outside years 0001–9999, or too far ahead of its Kafka timestamp.
+    TimeOutOfRange,
 }
 
 impl Reject {
@@ -61,6 +74,9 @@ impl Reject {
             Reject::MissingKey => "missing_key",
             Reject::MissingOrInvalidTime => "missing_or_invalid_time",
             Reject::LateEvent => "late_event",
+            Reject::EmptyMessage => "empty_message",
+            Reject::NumberOutOfRange => "number_out_of_range",
+            Reject::TimeOutOfRange => "time_out_of_range",
         }
     }
 }
@@ -121,11 +137,25 @@ impl Decoder {
 
     /// Decode one message value; `kafka_key` is used when the key comes from Kafka.
     pub fn decode(&self, kafka_key: Option<&[u8]>, value: &[u8]) -> Result<Decoded, Reject> {
+        self.decode_at(kafka_key, value, None)
+    }
+
+    /// Decode one message with its Kafka timestamp (Unix ms), which bounds how far ahead the
+    /// event time may be. A deterministic function of the record, so a replay decides alike.
+    pub fn decode_at(
+        &self,
+        kafka_key: Option<&[u8]>,
+        value: &[u8],
+        kafka_ts: Option<i64>,
+    ) -> Result<Decoded, Reject> {
+        if value.iter().all(u8::is_ascii_whitespace) {
+            return Err(Reject::EmptyMessage);
+        }
         let mut de = serde_json::Deserializer::from_slice(value);
         let raw = RecordSeed { dec: self }
             .deserialize(&mut de)
-            .map_err(|_| Reject::MalformedJson)?;
-        de.end().map_err(|_| Reject::MalformedJson)?;
+            .map_err(|e| json_reject(&e))?;
+        de.end().map_err(|e| json_reject(&e))?;
         let raw = raw.ok_or(Reject::NotAnObject)?;
         let key = match &self.spec.key {
             KeySource::KafkaKey => kafka_key
@@ -136,12 +166,31 @@ impl Decoder {
         }
         .ok_or(Reject::MissingKey)?;
         let ts_ms = raw.ts_ms.ok_or(Reject::MissingOrInvalidTime)?;
+        if !(MIN_TS_MS..=MAX_TS_MS).contains(&ts_ms) {
+            return Err(Reject::TimeOutOfRange);
+        }
+        if let (Some(ahead), Some(k)) = (self.spec.max_ahead_ms, kafka_ts)
+            && k >= 0
+            && ts_ms > k.saturating_add(ahead)
+        {
+            return Err(Reject::TimeOutOfRange);
+        }
         Ok(Decoded {
             key,
             ts_ms,
             features: raw.features,
             passthrough: raw.passthrough,
         })
+    }
+}
+
+/// The reason for a serde_json failure. serde_json has no error kind for a number beyond f64,
+/// only its message, which the tests below pin.
+fn json_reject(e: &serde_json::Error) -> Reject {
+    if e.to_string().starts_with("number out of range") {
+        Reject::NumberOutOfRange
+    } else {
+        Reject::MalformedJson
     }
 }
 
@@ -378,6 +427,7 @@ mod tests {
             time_format: TimeFormat::EpochMillis,
             features: vec!["temp".into(), "hum".into(), "pres".into()],
             passthrough: vec!["site".into()],
+            max_ahead_ms: None,
         })
     }
 
@@ -456,6 +506,115 @@ mod tests {
         );
     }
 
+    /// Every class of hostile input has one defined outcome.
+    #[test]
+    fn hostile_inputs_have_defined_outcomes() {
+        let dec = decoder();
+        let ok = |v: &[u8]| dec.decode(None, v);
+        // Empty values and tombstones.
+        assert_eq!(ok(b""), Err(Reject::EmptyMessage));
+        assert_eq!(ok(b" \n\t"), Err(Reject::EmptyMessage));
+        assert_eq!(ok(b"{}"), Err(Reject::MissingKey));
+        // Non-UTF-8 bytes: in a field normlake reads, or outside strings, the record is
+        // malformed; inside a string of a field it ignores, they are skipped unread.
+        assert_eq!(
+            ok(b"{\"sensor_id\":\"a\",\"ts\":1,\"site\":\"\xff\xfe\"}"),
+            Err(Reject::MalformedJson)
+        );
+        assert!(ok(b"{\"sensor_id\":\"a\",\"ts\":1,\"note\":\"\xff\xfe\"}").is_ok());
+        assert_eq!(ok(b"\xff{}"), Err(Reject::MalformedJson));
+        // Deep nesting (100,000 levels) never recurses: serde_json skips what the visitor
+        // ignores iteratively. Ignored: the record decodes; as a feature: invalid; at the top
+        // level: not an object; unclosed: malformed.
+        let n = 100_000;
+        let (open, close) = ("[".repeat(n), "]".repeat(n));
+        let deep = format!(r#"{{"sensor_id":"a","ts":1,"x":{open}{close}}}"#);
+        assert!(ok(deep.as_bytes()).is_ok());
+        let deep = format!(r#"{{"sensor_id":"a","ts":1,"temp":{open}{close}}}"#);
+        assert_eq!(
+            ok(deep.as_bytes()).unwrap().features[0],
+            FeatureValue::Invalid
+        );
+        let objs = format!(
+            r#"{{"sensor_id":"a","ts":1,"temp":{}1{}}}"#,
+            r#"{"a":"#.repeat(n),
+            "}".repeat(n)
+        );
+        assert_eq!(
+            ok(objs.as_bytes()).unwrap().features[0],
+            FeatureValue::Invalid
+        );
+        assert_eq!(
+            ok(format!("{open}{close}").as_bytes()),
+            Err(Reject::NotAnObject)
+        );
+        assert_eq!(ok(open.as_bytes()), Err(Reject::MalformedJson));
+        // Numbers out of range: beyond f64 is refused; beyond i64 becomes a float.
+        assert_eq!(
+            ok(br#"{"sensor_id":"a","ts":1,"temp":1e400}"#),
+            Err(Reject::NumberOutOfRange)
+        );
+        let big = ok(br#"{"sensor_id":"a","ts":1,"temp":123456789012345678901234567890}"#).unwrap();
+        assert_eq!(big.features[0], FeatureValue::Value(1.2345678901234568e29));
+        assert_eq!(
+            ok(br#"{"sensor_id":"a","ts":1,"temp":-1e308}"#)
+                .unwrap()
+                .features[0],
+            FeatureValue::Value(-1e308)
+        );
+        // Duplicate fields: the last occurrence wins, as in JavaScript's JSON.parse.
+        let dup = ok(br#"{"sensor_id":"a","ts":1,"temp":1,"temp":2,"sensor_id":"b"}"#).unwrap();
+        assert_eq!(
+            (&*dup.key, &dup.features[0]),
+            ("b", &FeatureValue::Value(2.0))
+        );
+        // Empty strings: an empty key is missing, an empty feature invalid, a pass-through kept.
+        let e = ok(br#"{"sensor_id":"a","ts":1,"temp":"","site":""}"#).unwrap();
+        assert_eq!(e.features[0], FeatureValue::Invalid);
+        assert_eq!(e.passthrough[0].as_deref(), Some(""));
+        // Keys with control characters are kept byte for byte (they never become paths).
+        let k = ok(b"{\"sensor_id\":\"a\\u0000b\\n\\u001b[31m\",\"ts\":1}").unwrap();
+        assert_eq!(&*k.key, "a\u{0}b\n\u{1b}[31m");
+        // Times before 1970 are valid; beyond years 0001-9999 they are out of range.
+        assert_eq!(
+            ok(br#"{"sensor_id":"a","ts":-86400000}"#).unwrap().ts_ms,
+            -86_400_000
+        );
+        for ts in [
+            "-62135596800001",
+            "253402300800000",
+            "9223372036854775807",
+            "1e300",
+        ] {
+            let v = format!("{{\"sensor_id\":\"a\",\"ts\":{ts}}}");
+            let want = if ts == "1e300" {
+                Reject::MissingOrInvalidTime
+            } else {
+                Reject::TimeOutOfRange
+            };
+            assert_eq!(ok(v.as_bytes()), Err(want), "{ts}");
+        }
+        // A time far ahead of the record's Kafka timestamp is refused (when configured).
+        let mut spec = dec.spec().clone();
+        spec.max_ahead_ms = Some(3_600_000);
+        let bounded = Decoder::new(spec);
+        let v = br#"{"sensor_id":"a","ts":7200001}"#;
+        assert_eq!(
+            bounded.decode_at(None, v, Some(3_600_000)),
+            Err(Reject::TimeOutOfRange)
+        );
+        assert!(bounded.decode_at(None, v, Some(3_600_001)).is_ok());
+        assert!(
+            bounded.decode_at(None, v, None).is_ok(),
+            "no Kafka time: no bound"
+        );
+        // A huge value decodes (librdkafka's limit is the only size limit).
+        let mut huge = br#"{"sensor_id":"a","ts":1,"pad":""#.to_vec();
+        huge.extend(std::iter::repeat_n(b'x', 64 << 20));
+        huge.extend(br#"","temp":3.5}"#);
+        assert_eq!(ok(&huge).unwrap().features[0], FeatureValue::Value(3.5));
+    }
+
     #[test]
     fn kafka_key_and_rfc3339_time() {
         let dec = Decoder::new(InputSpec {
@@ -464,6 +623,7 @@ mod tests {
             time_format: TimeFormat::Rfc3339,
             features: vec!["v".into()],
             passthrough: vec![],
+            max_ahead_ms: None,
         });
         let d = dec
             .decode(Some(b"k9"), br#"{"at":"2026-11-26T02:00:00.5Z","v":3}"#)

@@ -251,6 +251,7 @@ mod tests {
             time_format: TimeFormat::EpochMillis,
             features: opts.features.clone(),
             passthrough: vec!["site".into()],
+            max_ahead_ms: None,
         });
         let mut fleet = Fleet::new(&opts);
         let (mut bad, mut late) = (0, 0);

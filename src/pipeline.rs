@@ -133,6 +133,42 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The whole record path without Kafka: decode, normalize, write and commit `batches` of the
+/// given input partitions into the configured lake, as a bounded run would (every buffered
+/// event is emitted at the end). For tests, fuzzing and the core-pipeline benchmark.
+pub fn process_offline(
+    cfg: &Config,
+    partitions: Vec<PartitionId>,
+    batches: impl IntoIterator<Item = Vec<RawRecord>> + Send + 'static,
+    metrics: Metrics,
+) -> Result<RunSummary, PipelineError> {
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<CommitRequest>();
+    let processor = Processor::new(cfg, commit_tx, metrics)?;
+    let (tx, rx) = sync_channel::<SourceEvent>(16);
+    // Stands in for the source: hands over the records, answers the final commit.
+    let feeder = std::thread::spawn(move || {
+        let (reply, _positions) = sync_channel(1);
+        let _ = tx.send(SourceEvent::Assigned {
+            parts: partitions,
+            reply,
+        });
+        for batch in batches {
+            if tx.send(SourceEvent::Records(batch)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(SourceEvent::End);
+        for req in commit_rx {
+            if let Some(done) = req.done {
+                let _ = done.send(Ok(()));
+            }
+        }
+    });
+    let result = processor.run(rx, Duration::from_secs(3600));
+    let _ = feeder.join();
+    result
+}
+
 /// What a checkpoint holds: the state that produced the committed rows and the next offset.
 #[derive(Serialize)]
 struct CheckpointRef<'a> {
@@ -443,25 +479,29 @@ impl Processor {
                 part.seeking = None;
                 part.next = Some(r.offset + 1);
                 part.dirty_since.get_or_insert(now);
-                let reject = match self.decoder.decode(r.key.as_deref(), &r.value) {
-                    Err(reason) => Some(reason),
-                    Ok(d) => {
-                        let ev = Event {
-                            key: d.key,
-                            ts_ms: d.ts_ms,
-                            seq: r.offset,
-                            features: d.features,
-                            payload: RowMeta {
-                                passthrough: d.passthrough,
-                                received_ms,
-                                kafka_ms: r.timestamp_ms,
-                            },
-                        };
-                        part.norm
-                            .push(&self.engine, ev, &mut out)
-                            .map(|_| Reject::LateEvent)
-                    }
-                };
+                let reject =
+                    match self
+                        .decoder
+                        .decode_at(r.key.as_deref(), &r.value, r.timestamp_ms)
+                    {
+                        Err(reason) => Some(reason),
+                        Ok(d) => {
+                            let ev = Event {
+                                key: d.key,
+                                ts_ms: d.ts_ms,
+                                seq: r.offset,
+                                features: d.features,
+                                payload: RowMeta {
+                                    passthrough: d.passthrough,
+                                    received_ms,
+                                    kafka_ms: r.timestamp_ms,
+                                },
+                            };
+                            part.norm
+                                .push(&self.engine, ev, &mut out)
+                                .map(|_| Reject::LateEvent)
+                        }
+                    };
                 if let Some(reason) = reject {
                     *self.dead_by_reason.entry(reason.as_str()).or_default() += 1;
                     self.metrics.dead_letter(reason.as_str());

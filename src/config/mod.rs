@@ -160,6 +160,10 @@ struct TimeSection {
     max_disorder: Option<HumanDuration>,
     /// Drop keys idle this long; default: the window (never for expanding and EW windows).
     idle_ttl: Option<HumanDuration>,
+    /// Reject an event whose time is further ahead of its Kafka timestamp than this, so one
+    /// bad clock cannot move the watermark years ahead and make every later event late.
+    #[serde(default = "defaults::max_ahead")]
+    max_ahead: HumanDuration,
 }
 
 impl Default for TimeSection {
@@ -170,6 +174,7 @@ impl Default for TimeSection {
             late: LatePolicy::default(),
             max_disorder: None,
             idle_ttl: None,
+            max_ahead: defaults::max_ahead(),
         }
     }
 }
@@ -390,6 +395,9 @@ mod defaults {
     pub fn layer_min_count() -> u64 {
         2
     }
+    pub fn max_ahead() -> HumanDuration {
+        HumanDuration(Duration::from_secs(7 * 24 * 3600))
+    }
     pub fn max_rows() -> usize {
         500_000
     }
@@ -519,7 +527,11 @@ impl Config {
         if let (Some(d), Some(k)) = (&dead_letter, &kafka) {
             validate_dead_letter(d, k, &mut c);
         }
-        let input = input.map(|i| build_input(i, &mut c));
+        let input = input.map(|i| {
+            let mut spec = build_input(i, &mut c);
+            spec.max_ahead_ms = time.as_ref().map(|t| t.max_ahead.millis());
+            spec
+        });
         let plan = match (&input, time, norms, layer) {
             (Some(i), Some(t), Some(n), Some(l)) => build_plan(i, t, n, l, &mut c),
             _ => None,
@@ -717,6 +729,7 @@ fn build_input(i: InputSection, c: &mut Collector) -> InputSpec {
         time_format: i.time_format,
         features: i.features,
         passthrough: i.passthrough,
+        max_ahead_ms: None,
     }
 }
 

@@ -179,7 +179,12 @@ pub fn run_to_end(config: &Path, log: &Path) -> Duration {
     let ok = job
         .wait(Duration::from_secs(600))
         .expect("the bounded run did not finish");
-    assert!(ok, "the bounded run failed; see {}", log.display());
+    if !ok {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!("the bounded run failed; its log ends:\n{}", tail.join("\n"));
+    }
     start.elapsed()
 }
 
