@@ -142,6 +142,8 @@ pub async fn main(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Secrets are `Sensitive`: this dump shows `<redacted>` in their place.
+            tracing::debug!(config = ?cfg, "configuration loaded");
             let metrics = Metrics::new();
             if let Listen::On(addr) = metrics_listen {
                 let listener = match server::bind(addr).await {
@@ -235,6 +237,23 @@ fn validate(path: &Path) -> ExitCode {
                 println!("  layer_norm {} (eps {})", l.name, l.eps);
             }
             println!("  lake: {}/{}", c.lake.root, c.lake.table);
+            let d = &c.dead_letter;
+            println!(
+                "  dead letters: {:?}{}",
+                d.destination,
+                d.topic
+                    .as_deref()
+                    .map(|t| format!(" (topic {t})"))
+                    .unwrap_or_default()
+            );
+            for (k, v) in d.properties.iter().flatten() {
+                let shown = if crate::config::is_secret_property(k) {
+                    "<redacted>".to_string()
+                } else {
+                    v.expose().clone()
+                };
+                println!("  dead-letter property {k} = {shown}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

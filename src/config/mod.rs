@@ -94,7 +94,7 @@ impl<T> fmt::Display for Sensitive<T> {
 }
 
 /// librdkafka property names whose values are secrets.
-fn is_secret_property(name: &str) -> bool {
+pub fn is_secret_property(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("password")
         || n.contains("secret")
