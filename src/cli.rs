@@ -278,4 +278,13 @@ pub fn print_summary(s: &RunSummary) {
             p.p50, p.p90, p.p99, p.p999, p.max
         );
     }
+    if s.evicted_keys > 0 {
+        println!(
+            "  evicted keys: {} ({} over the memory budget)",
+            s.evicted_keys, s.budget_evicted_keys
+        );
+    }
+    if let Some(rss) = crate::telemetry::peak_rss_bytes() {
+        println!("  peak RSS: {rss} bytes");
+    }
 }

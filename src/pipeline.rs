@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, DeadLetterDestination};
+use crate::config::{Config, DeadLetterDestination, MemoryConfig};
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::{self as lake_commit, CommitError, FileMove};
@@ -95,7 +95,7 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, PipelineError> {
-    let (tx, rx) = sync_channel::<SourceEvent>(16);
+    let (tx, rx) = sync_channel::<SourceEvent>(CHANNEL_CHUNKS);
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<CommitRequest>();
     let stop = Arc::new(AtomicBool::new(false));
     let source = source::spawn(
@@ -105,6 +105,7 @@ pub async fn run(
         commit_rx,
         stop.clone(),
         opts.metrics.clone(),
+        cfg.memory.input_bytes(),
     )?;
     let processor = Processor::new(&cfg, commit_tx, opts.metrics.clone())?;
     let progress_every = opts.progress_every;
@@ -229,12 +230,19 @@ pub struct Processor {
     to_source: Sender<CommitRequest>,
     metrics: Metrics,
     dead_by_reason: BTreeMap<&'static str, u64>,
+    memory: MemoryConfig,
+    budget_checked: Instant,
+    budget_evicted: u64,
     /// Times of rows not yet committed, per input partition, for the latency figures:
     /// (event time, Kafka time, received), Unix ms.
     received: HashMap<PartitionId, Vec<[i64; 3]>>,
 }
 
+/// Chunks (of up to 2,048 records) between the source and the processor: enough to keep both
+/// busy, few enough to count little against the memory budget.
+const CHANNEL_CHUNKS: usize = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const BUDGET_CHECK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Processor {
@@ -290,6 +298,9 @@ impl Processor {
             parts: HashMap::new(),
             to_source,
             metrics,
+            memory: cfg.memory.clone(),
+            budget_checked: Instant::now(),
+            budget_evicted: 0,
             dead_by_reason: BTreeMap::new(),
             received: HashMap::new(),
         })
@@ -337,6 +348,7 @@ impl Processor {
             }
             self.roll_due(now);
             self.retry_failed(now);
+            self.enforce_budget(now);
             if progress.due(now) {
                 let state = self.state_figures();
                 self.metrics.state_keys.set(state.keys as i64);
@@ -596,6 +608,84 @@ impl Processor {
         }
     }
 
+    /// Keep buffered rows and state within the memory budget: flush the open files' row groups
+    /// when rows use more than their share, and evict the least recently updated keys when
+    /// state does. Runs at most every `BUDGET_CHECK`, since measuring walks every key.
+    fn enforce_budget(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.budget_checked) < BUDGET_CHECK {
+            return;
+        }
+        self.budget_checked = now;
+        let sink = self.sink_bytes();
+        let payload = |m: &RowMeta| {
+            m.passthrough
+                .iter()
+                .flatten()
+                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+                + m.passthrough.capacity() * std::mem::size_of::<Option<String>>()
+        };
+        let state: Vec<(PartitionId, usize, usize)> = self
+            .parts
+            .iter()
+            .map(|(k, p)| {
+                let (keys, pending) = p.norm.memory_bytes(payload);
+                (k.clone(), keys, pending)
+            })
+            .collect();
+        let state_total: usize = state.iter().map(|(_, k, p)| k + p).sum();
+        self.metrics.memory_bytes.set((sink + state_total) as i64);
+        tracing::debug!(
+            sink_bytes = sink,
+            state_bytes = state_total,
+            "memory accounted"
+        );
+        if sink as u64 > self.memory.sink_bytes() {
+            self.metrics.memory_pauses.inc();
+            if let Err((key, e)) = self.sink.flush_row_groups() {
+                self.failed(&key, &e.to_string(), now);
+            }
+            // What is left is dead letters and bookkeeping of uncommitted rows: commit them.
+            if self.sink_bytes() as u64 > self.memory.sink_bytes() {
+                let keys: Vec<PartitionId> = self.parts.keys().cloned().collect();
+                for key in keys {
+                    if let Err(e) = self.roll(&key) {
+                        self.failed(&key, &e.to_string(), now);
+                    }
+                }
+            }
+        }
+        let share = self.memory.state_bytes() as usize;
+        if state_total > share {
+            // Every partition gives up the same fraction, down to 90% of the share.
+            let keep = (share as f64 * 0.9) / state_total as f64;
+            let mut evicted = 0;
+            for (key, keys, _) in state {
+                if let Some(p) = self.parts.get_mut(&key) {
+                    evicted += p.norm.evict_to((keys as f64 * keep) as usize);
+                }
+            }
+            self.metrics.evicted_keys.inc_by(evicted);
+            self.budget_evicted += evicted;
+            tracing::warn!(
+                evicted,
+                state_bytes = state_total,
+                budget_share = share,
+                "normalization state over its memory budget: least recently updated keys evicted"
+            );
+        }
+    }
+
+    /// Bytes of rows waiting in open files, dead letters and the latency bookkeeping.
+    fn sink_bytes(&self) -> usize {
+        let times: usize = self
+            .received
+            .values()
+            .map(|v| v.capacity() * std::mem::size_of::<[i64; 3]>())
+            .sum();
+        self.sink.buffered_bytes() + self.dead.held_bytes() + times
+    }
+
     /// A roll failed: drop the partition's uncommitted work and recover it from the lake after
     /// a back-off. Nothing uncommitted is visible and no offset moved, so nothing is lost.
     fn failed(&mut self, key: &PartitionId, error: &str, now: Instant) {
@@ -782,6 +872,8 @@ impl Processor {
             files: m.files.get(),
             bytes: m.bytes.get(),
             write_failures: m.write_failures.get(),
+            evicted_keys: m.evicted_keys.get(),
+            budget_evicted_keys: self.budget_evicted,
             latency: m.percentiles(LatencySource::Received),
         }
     }

@@ -336,6 +336,36 @@ pub struct DeadLetterConfig {
     pub properties: Option<BTreeMap<String, Sensitive<String>>>,
 }
 
+/// How much memory the job may use. A fifth goes to input buffers (librdkafka's queue), a
+/// fifth to rows waiting in open files and dead letters, two fifths to normalization state;
+/// the last fifth is left for the code, the runtime, the allocator and transient batches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    #[serde(default = "defaults::memory_budget")]
+    pub budget: ByteSize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            budget: defaults::memory_budget(),
+        }
+    }
+}
+
+impl MemoryConfig {
+    pub fn input_bytes(&self) -> u64 {
+        self.budget.0 / 5
+    }
+    pub fn sink_bytes(&self) -> u64 {
+        self.budget.0 / 5
+    }
+    pub fn state_bytes(&self) -> u64 {
+        self.budget.0 / 5 * 2
+    }
+}
+
 /// A complete, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -344,6 +374,7 @@ pub struct Config {
     pub plan: Plan,
     pub lake: LakeConfig,
     pub dead_letter: DeadLetterConfig,
+    pub memory: MemoryConfig,
 }
 
 /// One problem in the configuration, at a field path.
@@ -395,6 +426,9 @@ mod defaults {
     pub fn layer_min_count() -> u64 {
         2
     }
+    pub fn memory_budget() -> super::ByteSize {
+        super::ByteSize(1 << 30)
+    }
     pub fn max_ahead() -> HumanDuration {
         HumanDuration(Duration::from_secs(7 * 24 * 3600))
     }
@@ -416,7 +450,7 @@ mod defaults {
     }
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "kafka",
     "input",
     "time",
@@ -424,6 +458,7 @@ const SECTIONS: [&str; 7] = [
     "layer_norm",
     "lake",
     "dead_letter",
+    "memory",
 ];
 
 /// Collects errors while sections are read.
@@ -524,6 +559,19 @@ impl Config {
         if let Some(l) = &lake {
             validate_lake(l, &mut c);
         }
+        let memory: Option<MemoryConfig> =
+            c.section(&table, "memory").map(Option::unwrap_or_default);
+        if let Some(m) = &memory
+            && m.budget.0 < MIN_BUDGET
+        {
+            c.err(
+                "memory.budget",
+                format!(
+                    "must be at least {} (buffers and state need room)",
+                    bytesize::ByteSize(MIN_BUDGET).display().iec()
+                ),
+            );
+        }
         if let (Some(d), Some(k)) = (&dead_letter, &kafka) {
             validate_dead_letter(d, k, &mut c);
         }
@@ -536,8 +584,8 @@ impl Config {
             (Some(i), Some(t), Some(n), Some(l)) => build_plan(i, t, n, l, &mut c),
             _ => None,
         };
-        match (kafka, input, plan, lake, dead_letter) {
-            (Some(kafka), Some(input), Some(plan), Some(lake), Some(dead_letter))
+        match (kafka, input, plan, lake, dead_letter, memory) {
+            (Some(kafka), Some(input), Some(plan), Some(lake), Some(dead_letter), Some(memory))
                 if c.0.is_empty() =>
             {
                 Ok(Config {
@@ -546,6 +594,7 @@ impl Config {
                     plan,
                     lake,
                     dead_letter,
+                    memory,
                 })
             }
             _ => Err(ConfigErrors(c.0)),
@@ -609,6 +658,8 @@ fn set_path(
         }
     }
 }
+
+const MIN_BUDGET: u64 = 32 << 20;
 
 fn validate_kafka(k: &KafkaConfig, c: &mut Collector) {
     if k.brokers.trim().is_empty() {

@@ -187,7 +187,10 @@ impl<P> Emitted<P> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineCounters {
     pub late: u64,
+    /// Keys dropped: idle past their TTL, or the least recently updated over the memory budget.
     pub evicted_keys: u64,
+    /// Of those, the keys dropped over the memory budget.
+    pub budget_evicted_keys: u64,
 }
 
 /// The compiled plan shared by every partition.
@@ -418,6 +421,51 @@ impl<P> PartitionState<P> {
         self.counters.evicted_keys += (before - self.keys.len()) as u64;
     }
 
+    /// Estimated bytes this state holds in memory: keys with their window state, and buffered
+    /// events (`payload_bytes` tells the heap size of an event's payload).
+    /// Returns (keys, buffered events).
+    pub fn memory_bytes(&self, payload_bytes: impl Fn(&P) -> usize) -> (usize, usize) {
+        let keys: usize = self.keys.iter().map(|(k, s)| key_bytes(k, s)).sum();
+        let pending: usize = self
+            .pending
+            .iter()
+            .map(|e| {
+                std::mem::size_of::<Event<P>>()
+                    + e.key.len()
+                    + e.features.capacity() * std::mem::size_of::<FeatureValue>()
+                    + payload_bytes(&e.payload)
+            })
+            .sum();
+        (keys, pending)
+    }
+
+    /// Drop the least recently updated keys (oldest newest event time first) until the keys
+    /// hold at most `target` bytes. Returns the number of keys dropped.
+    pub fn evict_to(&mut self, target: usize) -> u64 {
+        let mut sizes: Vec<(i64, usize, Box<str>)> = self
+            .keys
+            .iter()
+            .map(|(k, s)| (s.newest_ts, key_bytes(k, s), k.clone()))
+            .collect();
+        let mut total: usize = sizes.iter().map(|(_, b, _)| b).sum();
+        if total <= target {
+            return 0;
+        }
+        sizes.sort_unstable_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+        let mut dropped = 0;
+        for (_, bytes, key) in sizes {
+            if total <= target {
+                break;
+            }
+            self.keys.remove(&key);
+            total -= bytes;
+            dropped += 1;
+        }
+        self.counters.evicted_keys += dropped;
+        self.counters.budget_evicted_keys += dropped;
+        dropped
+    }
+
     /// Bytes of heap held by window values and values retained, summed over keys.
     pub fn state_footprint(&self) -> (usize, usize) {
         self.keys
@@ -428,6 +476,15 @@ impl<P> PartitionState<P> {
                 (b + ab, n + an)
             })
     }
+}
+
+/// Memory of one key's entry: the map slot (with its control byte and the spare capacity of a
+/// map at 7/8 load), the key text, the accumulators and their heap.
+fn key_bytes(key: &str, s: &KeyState) -> usize {
+    let slot = (std::mem::size_of::<(Box<str>, KeyState)>() + 1) * 8 / 7;
+    slot + key.len()
+        + s.accs.capacity() * std::mem::size_of::<Accumulator>()
+        + s.accs.iter().map(|a| a.footprint().0).sum::<usize>()
 }
 
 fn layer_stats<'a>(l: &'a LayerSpec, features: &[FeatureValue]) -> (&'a LayerSpec, CenterScale) {

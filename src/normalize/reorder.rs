@@ -92,6 +92,13 @@ impl<P> Reorder<P> {
         run.chain(behind).min()
     }
 
+    /// Every buffered event, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Event<P>> {
+        self.run
+            .iter()
+            .chain(self.behind.iter().map(|Reverse(b)| &b.0))
+    }
+
     pub fn len(&self) -> usize {
         self.run.len() + self.behind.len()
     }

@@ -230,6 +230,37 @@ impl Sink {
         Ok(())
     }
 
+    /// Estimated bytes buffered in the open writers (rows not yet encoded into a row group).
+    pub fn buffered_bytes(&self) -> usize {
+        self.open
+            .values()
+            .flat_map(|o| o.files.values())
+            .map(|f| f.writer.memory_size() + f.writer.in_progress_size())
+            .sum()
+    }
+
+    /// Under memory pressure: close the in-progress row group of every open file, writing it to
+    /// the (still temporary) file. The files stay open; they only get smaller row groups.
+    /// Returns the input partition that failed, with its error.
+    pub fn flush_row_groups(&mut self) -> Result<(), ((Arc<str>, i32), SinkError)> {
+        for (key, open) in &mut self.open {
+            for f in open.files.values_mut() {
+                if f.writer.in_progress_rows() > 0 {
+                    f.writer.flush().map_err(|source| {
+                        (
+                            key.clone(),
+                            SinkError::Parquet {
+                                path: f.tmp.clone(),
+                                source,
+                            },
+                        )
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Input partitions whose files are due to roll at `now`.
     pub fn due(&self, now: Instant) -> Vec<(Arc<str>, i32)> {
         self.open

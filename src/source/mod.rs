@@ -228,8 +228,16 @@ impl ConsumerContext for SourceContext {
     }
 }
 
-/// The client configuration normlake uses, user properties applied last.
-pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+/// The client configuration normlake uses, user properties applied last. `input_bytes` is the
+/// memory budget's share for prefetched messages.
+pub fn client_config(cfg: &KafkaConfig, input_bytes: u64) -> ClientConfig {
+    // A quarter each for librdkafka's prefetch queue (bytes, and a message count at about 512
+    // bytes a message with librdkafka's own overhead: it would otherwise keep 100,000 per
+    // partition whatever their size), for a fetch response in flight, for the chunks on their
+    // way to the processor, and for librdkafka's per-partition buffers.
+    let queue_kb = (input_bytes / 4 / 1024).clamp(1024, 65536);
+    let queue_messages = (input_bytes / 4 / 512).clamp(1000, 100_000);
+    let fetch = (input_bytes / 4).clamp(1 << 20, 50 << 20);
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
@@ -239,7 +247,9 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         // librdkafka ≥ 2.4 backs a partition off for 1 s whenever its fetch queue is full,
         // which stalls a fast consumer (librdkafka issue 3662).
         .set("fetch.queue.backoff.ms", "10")
-        .set("queued.max.messages.kbytes", "65536")
+        .set("queued.max.messages.kbytes", queue_kb.to_string())
+        .set("fetch.max.bytes", fetch.to_string())
+        .set("queued.min.messages", queue_messages.to_string())
         // Feeds the consumer-lag metric (see `SourceContext::stats`).
         .set("statistics.interval.ms", "5000");
     for (k, v) in &cfg.properties {
@@ -262,8 +272,9 @@ pub fn spawn(
     commits: Receiver<CommitRequest>,
     stop: Arc<AtomicBool>,
     metrics: Metrics,
+    input_bytes: u64,
 ) -> Result<JoinHandle<Result<(), SourceError>>, SourceError> {
-    let consumer: Kafka = client_config(cfg)
+    let consumer: Kafka = client_config(cfg, input_bytes)
         .create_with_context(SourceContext {
             to_processor: to_processor.clone(),
             metrics,

@@ -44,6 +44,14 @@ pub fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The process's peak resident set size so far (Linux `VmHWM`), if the platform tells.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Percentiles {
@@ -166,5 +174,7 @@ pub struct RunSummary {
     pub files: u64,
     pub bytes: u64,
     pub write_failures: u64,
+    pub evicted_keys: u64,
+    pub budget_evicted_keys: u64,
     pub latency: Percentiles,
 }

@@ -66,6 +66,11 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Produce `n` events from the crate's own generator with fixed event times (50 per second of
 /// event time), some malformed and some late.
 pub fn produce(brokers: &str, topic: &str, n: u64) {
+    produce_keys(brokers, topic, n, 64);
+}
+
+/// `produce` over `keys` distinct keys.
+pub fn produce_keys(brokers: &str, topic: &str, n: u64, keys: usize) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -77,7 +82,7 @@ pub fn produce(brokers: &str, topic: &str, n: u64) {
         brokers: brokers.into(),
         topic: topic.into(),
         rate: 0,
-        keys: 64,
+        keys,
         features: FEATURES.iter().map(|s| s.to_string()).collect(),
         count: Some(n),
         duration: None,
