@@ -506,6 +506,28 @@ mod tests {
         );
     }
 
+    /// Feature values are parsed correctly rounded (serde_json's `float_roundtrip`), the same
+    /// as Rust's own parser, so no input value is off by an ulp before any statistic.
+    #[test]
+    fn numbers_are_parsed_correctly_rounded() {
+        let dec = decoder();
+        for text in [
+            "-1.5820324406753945",
+            "2.5409529286441446",
+            "18.702",
+            "1e-300",
+            "0.1",
+        ] {
+            let v = format!(r#"{{"sensor_id":"a","ts":1,"temp":{text}}}"#);
+            let want: f64 = text.parse().unwrap();
+            assert_eq!(
+                dec.decode(None, v.as_bytes()).unwrap().features[0],
+                FeatureValue::Value(want),
+                "{text}"
+            );
+        }
+    }
+
     /// Every class of hostile input has one defined outcome.
     #[test]
     fn hostile_inputs_have_defined_outcomes() {
