@@ -210,8 +210,15 @@ pub fn ddl(c: &Config, location: Option<String>) -> std::io::Result<String> {
         ),
     };
     let schema = crate::pipeline::output_schema(c);
-    let mut text = crate::lake::hive_ddl(&c.lake.table, &schema.hive_columns(), &location);
-    text += &crate::lake::hive_add_partitions(&c.lake.table, &layout.table_dir())?;
+    let partition_columns = c.partitioning.columns();
+    let mut text = crate::lake::hive_ddl(
+        &c.lake.table,
+        &schema.hive_columns(),
+        &partition_columns,
+        &location,
+    );
+    text +=
+        &crate::lake::hive_add_partitions(&c.lake.table, &layout.table_dir(), &partition_columns)?;
     Ok(text)
 }
 

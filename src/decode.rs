@@ -12,6 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::lake::partition::Partitioning;
 use crate::normalize::FeatureValue;
 
 /// Where the normalization key comes from.
@@ -42,6 +43,8 @@ pub struct InputSpec {
     pub passthrough: Vec<String>,
     /// Reject events whose time is further than this ahead of their Kafka timestamp (ms).
     pub max_ahead_ms: Option<i64>,
+    /// Pass-through fields that partition the table: their values must fit a path segment.
+    pub partition_fields: Vec<usize>,
 }
 
 /// The event times the lake accepts: years 0001 to 9999, which every Hive `dt` value and
@@ -64,6 +67,8 @@ pub enum Reject {
     NumberOutOfRange,
     /// An event time outside years 0001–9999, or too far ahead of its Kafka timestamp.
     TimeOutOfRange,
+    /// A partition field's value too long for a path segment once escaped.
+    InvalidPartitionValue,
 }
 
 impl Reject {
@@ -77,6 +82,7 @@ impl Reject {
             Reject::EmptyMessage => "empty_message",
             Reject::NumberOutOfRange => "number_out_of_range",
             Reject::TimeOutOfRange => "time_out_of_range",
+            Reject::InvalidPartitionValue => "invalid_partition_value",
         }
     }
 }
@@ -174,6 +180,13 @@ impl Decoder {
             && ts_ms > k.saturating_add(ahead)
         {
             return Err(Reject::TimeOutOfRange);
+        }
+        for &i in &self.spec.partition_fields {
+            if let Some(Some(v)) = raw.passthrough.get(i)
+                && !Partitioning::value_fits(v)
+            {
+                return Err(Reject::InvalidPartitionValue);
+            }
         }
         Ok(Decoded {
             key,
@@ -428,6 +441,7 @@ mod tests {
             features: vec!["temp".into(), "hum".into(), "pres".into()],
             passthrough: vec!["site".into()],
             max_ahead_ms: None,
+            partition_fields: Vec::new(),
         })
     }
 
@@ -646,6 +660,7 @@ mod tests {
             features: vec!["v".into()],
             passthrough: vec![],
             max_ahead_ms: None,
+            partition_fields: Vec::new(),
         });
         let d = dec
             .decode(Some(b"k9"), br#"{"at":"2026-11-26T02:00:00.5Z","v":3}"#)

@@ -252,6 +252,7 @@ mod tests {
             features: opts.features.clone(),
             passthrough: vec!["site".into()],
             max_ahead_ms: None,
+            partition_fields: Vec::new(),
         });
         let mut fleet = Fleet::new(&opts);
         let (mut bad, mut late) = (0, 0);

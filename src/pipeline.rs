@@ -287,6 +287,7 @@ impl Processor {
                 max_rows: cfg.lake.rolling.max_rows,
                 max_age: cfg.lake.rolling.max_age.0,
             },
+            cfg.partitioning.clone(),
         );
         Ok(Processor {
             decoder: Decoder::new(cfg.input.clone()),
@@ -881,9 +882,16 @@ impl Processor {
 
 /// The table's columns for a configuration.
 pub fn output_schema(cfg: &Config) -> OutputSchema {
+    let partition_fields: Vec<usize> = cfg.partitioning.field_indexes().collect();
     OutputSchema::new(
         cfg.plan.features.clone(),
-        cfg.input.passthrough.clone(),
+        cfg.input
+            .passthrough
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !partition_fields.contains(i))
+            .map(|(i, p)| (i, p.clone()))
+            .collect(),
         cfg.lake.keep_raw,
         cfg.plan.slots(),
     )
@@ -892,7 +900,10 @@ pub fn output_schema(cfg: &Config) -> OutputSchema {
 /// A short, stable fingerprint of what shapes the output (recorded in every Parquet file).
 pub fn config_hash(cfg: &Config) -> String {
     use sha2::Digest;
-    let text = format!("{:?}|{:?}|{}", cfg.input, cfg.plan, cfg.lake.keep_raw);
+    let text = format!(
+        "{:?}|{:?}|{}|{:?}",
+        cfg.input, cfg.plan, cfg.lake.keep_raw, cfg.partitioning
+    );
     let digest = sha2::Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -260,8 +260,8 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
     let (want, _) = s.baseline();
     let lake = s.lake("flaky");
     // A regular file where the day's partition directory must go: every write fails.
-    let day =
-        normlake::lake::Layout::hour_partition(normlake::lake::Layout::hour_of(1_795_000_000_000));
+    let (_, _, day) =
+        normlake::lake::partition::Partitioning::default().time_bucket(1_795_000_000_000);
     let day_dir = lake.join("t").join(day.split('/').next().expect("dt="));
     std::fs::create_dir_all(lake.join("t")).expect("mkdir");
     std::fs::write(&day_dir, b"in the way").expect("block");

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::decode::{InputSpec, KeySource, TimeFormat};
+use crate::lake::partition::Partitioning;
 use crate::normalize::{Degenerate, LatePolicy, Plan, TimeMode};
 
 mod plan;
@@ -310,6 +311,34 @@ pub struct LakeConfig {
     pub compression: Codec,
     #[serde(default)]
     pub rolling: RollingConfig,
+    #[serde(default)]
+    pub partitioning: PartitioningSection,
+}
+
+/// `[lake.partitioning]`: the Hive partition path of a row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitioningSection {
+    /// `/`-separated `column=strftime` segments of the event time (`%Y %m %d %H %M`); empty
+    /// for no time partitions.
+    #[serde(default = "defaults::time_partitions")]
+    pub time: String,
+    /// IANA time zone the time segments are written in.
+    #[serde(default = "defaults::time_zone")]
+    pub time_zone: String,
+    /// Pass-through fields that partition the table after the time segments (`site=…`).
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+impl Default for PartitioningSection {
+    fn default() -> Self {
+        PartitioningSection {
+            time: defaults::time_partitions(),
+            time_zone: defaults::time_zone(),
+            fields: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -375,6 +404,7 @@ pub struct Config {
     pub lake: LakeConfig,
     pub dead_letter: DeadLetterConfig,
     pub memory: MemoryConfig,
+    pub partitioning: Partitioning,
 }
 
 /// One problem in the configuration, at a field path.
@@ -425,6 +455,12 @@ mod defaults {
     }
     pub fn layer_min_count() -> u64 {
         2
+    }
+    pub fn time_partitions() -> String {
+        "dt=%Y-%m-%d/hr=%H".into()
+    }
+    pub fn time_zone() -> String {
+        "UTC".into()
     }
     pub fn memory_budget() -> super::ByteSize {
         super::ByteSize(1 << 30)
@@ -575,28 +611,37 @@ impl Config {
         if let (Some(d), Some(k)) = (&dead_letter, &kafka) {
             validate_dead_letter(d, k, &mut c);
         }
-        let input = input.map(|i| {
+        let mut input = input.map(|i| {
             let mut spec = build_input(i, &mut c);
             spec.max_ahead_ms = time.as_ref().map(|t| t.max_ahead.millis());
             spec
         });
+        let partitioning = match (&lake, &mut input) {
+            (Some(l), Some(i)) => build_partitioning(&l.partitioning, i, &mut c),
+            _ => None,
+        };
         let plan = match (&input, time, norms, layer) {
             (Some(i), Some(t), Some(n), Some(l)) => build_plan(i, t, n, l, &mut c),
             _ => None,
         };
-        match (kafka, input, plan, lake, dead_letter, memory) {
-            (Some(kafka), Some(input), Some(plan), Some(lake), Some(dead_letter), Some(memory))
-                if c.0.is_empty() =>
-            {
-                Ok(Config {
-                    kafka,
-                    input,
-                    plan,
-                    lake,
-                    dead_letter,
-                    memory,
-                })
-            }
+        match (kafka, input, plan, lake, dead_letter, memory, partitioning) {
+            (
+                Some(kafka),
+                Some(input),
+                Some(plan),
+                Some(lake),
+                Some(dead_letter),
+                Some(memory),
+                Some(partitioning),
+            ) if c.0.is_empty() => Ok(Config {
+                kafka,
+                input,
+                plan,
+                lake,
+                dead_letter,
+                memory,
+                partitioning,
+            }),
             _ => Err(ConfigErrors(c.0)),
         }
     }
@@ -682,6 +727,66 @@ fn validate_kafka(k: &KafkaConfig, c: &mut Collector) {
                 format!("kafka.properties.{reserved}"),
                 "is set by normlake itself (use kafka.brokers / kafka.group_id; commits follow the lake)",
             );
+        }
+    }
+}
+
+/// The table's partitioning; partition fields must be pass-through fields, and the decoder
+/// learns which ones they are (their values must fit a path segment).
+fn build_partitioning(
+    p: &PartitioningSection,
+    input: &mut InputSpec,
+    c: &mut Collector,
+) -> Option<Partitioning> {
+    let mut fields = Vec::new();
+    for f in &p.fields {
+        match input.passthrough.iter().position(|x| x == f) {
+            Some(i) => fields.push((f.clone(), i)),
+            None => c.err(
+                "lake.partitioning.fields",
+                format!("`{f}` is not one of input.passthrough"),
+            ),
+        }
+    }
+    input.partition_fields = fields.iter().map(|(_, i)| *i).collect();
+    // Columns of the files: a time partition column must not share a name with one.
+    let columns_in_files: Vec<&str> = RESERVED_COLUMNS
+        .iter()
+        .copied()
+        .chain(input.features.iter().map(String::as_str))
+        .chain(
+            input
+                .passthrough
+                .iter()
+                .filter(|x| !p.fields.contains(x))
+                .map(String::as_str),
+        )
+        .collect();
+    match Partitioning::new(&p.time, &p.time_zone, fields) {
+        Ok(built) => {
+            let time_columns = built.columns().len() - p.fields.len().min(built.columns().len());
+            for col in built.columns().iter().take(time_columns) {
+                if columns_in_files.contains(&col.as_str()) {
+                    c.err(
+                        "lake.partitioning.time",
+                        format!("partition column `{col}` is also a column of the files"),
+                    );
+                }
+            }
+            Some(built)
+        }
+        Err(e) => {
+            let field = match e {
+                crate::lake::partition::PartitionSpecError::Zone(_) => {
+                    "lake.partitioning.time_zone"
+                }
+                crate::lake::partition::PartitionSpecError::Duplicate(_) => {
+                    "lake.partitioning.fields"
+                }
+                _ => "lake.partitioning.time",
+            };
+            c.err(field, e.to_string());
+            None
         }
     }
 }
@@ -781,17 +886,17 @@ fn build_input(i: InputSection, c: &mut Collector) -> InputSpec {
         features: i.features,
         passthrough: i.passthrough,
         max_ahead_ms: None,
+        partition_fields: Vec::new(),
     }
 }
 
 /// Columns every output row has (spec §5), which input names must not shadow.
-pub const RESERVED_COLUMNS: [&str; 6] = [
+pub const RESERVED_COLUMNS: [&str; 5] = [
     "key",
     "event_time",
     "kafka_topic",
     "kafka_partition",
     "kafka_offset",
-    "dt",
 ];
 
 fn is_column_name(s: &str) -> bool {

@@ -170,3 +170,38 @@ fn dead_letter_destinations_are_checked() {
         ["dead_letter.destination"]
     );
 }
+
+#[test]
+fn partitioning_is_checked_with_field_names() {
+    let fields = |extra: &str| -> Vec<String> {
+        match Config::from_toml(&format!("{GOOD}\n{extra}"), no_env()) {
+            Ok(_) => vec![],
+            Err(e) => e.0.into_iter().map(|e| e.field).collect(),
+        }
+    };
+    assert!(fields("[lake.partitioning]\ntime = \"dt=%Y-%m-%d\"\nfields = [\"site\"]").is_empty());
+    assert_eq!(
+        fields("[lake.partitioning]\nfields = [\"nope\"]"),
+        ["lake.partitioning.fields"]
+    );
+    assert_eq!(
+        fields("[lake.partitioning]\ntime_zone = \"Mars/Base\""),
+        ["lake.partitioning.time_zone"]
+    );
+    assert_eq!(
+        fields("[lake.partitioning]\ntime = \"dt=%Y/hr=%S\""),
+        ["lake.partitioning.time"]
+    );
+    assert_eq!(
+        fields("[lake.partitioning]\ntime = \"key=%Y\""),
+        ["lake.partitioning.time"],
+        "a partition column may not shadow a file column"
+    );
+    let c = Config::from_toml(
+        &format!("{GOOD}\n[lake.partitioning]\nfields = [\"site\"]"),
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(c.partitioning.columns(), ["dt", "hr", "site"]);
+    assert_eq!(c.input.partition_fields, [0]);
+}

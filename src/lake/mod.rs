@@ -13,6 +13,7 @@
 //! rows lands on the same name.
 
 pub mod commit;
+pub mod partition;
 
 use std::fs::File;
 use std::io;
@@ -40,8 +41,6 @@ pub struct Layout {
     table: String,
 }
 
-const HOUR_MS: i64 = 3_600_000;
-
 impl Layout {
     /// `root` is a directory path or a `file://` URI.
     pub fn new(root: &str, table: &str) -> Layout {
@@ -66,19 +65,6 @@ impl Layout {
 
     pub fn dead_letter_dir(&self) -> PathBuf {
         self.root.join("_dead_letter").join(&self.table)
-    }
-
-    /// The Hive partition (relative directory) of an hour bucket (`ts.div_euclid(HOUR_MS)`).
-    pub fn hour_partition(hour: i64) -> String {
-        match chrono::DateTime::from_timestamp_millis(hour.saturating_mul(HOUR_MS)) {
-            Some(t) => t.format("dt=%Y-%m-%d/hr=%H").to_string(),
-            None => "dt=__HIVE_DEFAULT_PARTITION__/hr=__HIVE_DEFAULT_PARTITION__".to_string(),
-        }
-    }
-
-    /// The hour bucket of an event time in milliseconds.
-    pub fn hour_of(ts_ms: i64) -> i64 {
-        ts_ms.div_euclid(HOUR_MS)
     }
 
     /// File name for rows of `stream`/`partition` whose offsets span `first..=last`.
@@ -136,37 +122,74 @@ pub fn rename_durably(tmp: &Path, dest: &Path) -> Result<(), LakeError> {
     Ok(())
 }
 
-/// `CREATE EXTERNAL TABLE` for the table, with the `dt`/`hr` partition columns.
-pub fn hive_ddl(table: &str, columns: &[(String, &str)], location: &str) -> String {
+/// `CREATE EXTERNAL TABLE` for the table with its partition columns (all `STRING`).
+pub fn hive_ddl(
+    table: &str,
+    columns: &[(String, &str)],
+    partition_columns: &[String],
+    location: &str,
+) -> String {
     let cols: Vec<String> = columns
         .iter()
         .map(|(n, t)| format!("  `{n}` {t}"))
         .collect();
+    let parts: Vec<String> = partition_columns
+        .iter()
+        .map(|n| format!("`{n}` STRING"))
+        .collect();
+    let partitioned = if parts.is_empty() {
+        String::new()
+    } else {
+        format!("PARTITIONED BY ({})\n", parts.join(", "))
+    };
     format!(
-        "CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` (\n{}\n)\nPARTITIONED BY (`dt` STRING, `hr` STRING)\nSTORED AS PARQUET\nLOCATION '{location}';\n",
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` (\n{}\n)\n{partitioned}STORED AS PARQUET\nLOCATION '{location}';\n",
         cols.join(",\n")
     )
 }
 
-/// `ALTER TABLE … ADD PARTITION` for every partition directory holding data.
-pub fn hive_add_partitions(table: &str, table_dir: &Path) -> io::Result<String> {
-    let mut parts: Vec<(String, String)> = list_parquet(table_dir)?
+/// `ALTER TABLE … ADD PARTITION` for every partition directory holding data, with values
+/// unescaped (Hive escapes them again for the path) and quotes doubled for SQL.
+pub fn hive_add_partitions(
+    table: &str,
+    table_dir: &Path,
+    partition_columns: &[String],
+) -> io::Result<String> {
+    if partition_columns.is_empty() {
+        return Ok(String::new());
+    }
+    let mut parts: Vec<Vec<String>> = list_parquet(table_dir)?
         .iter()
         .filter_map(|f| {
             let rel = f.parent()?.strip_prefix(table_dir).ok()?;
-            let mut it = rel
+            let segs: Vec<String> = rel
                 .components()
-                .map(|c| c.as_os_str().to_string_lossy().to_string());
-            let dt = it.next()?.strip_prefix("dt=")?.to_string();
-            let hr = it.next()?.strip_prefix("hr=")?.to_string();
-            Some((dt, hr))
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect();
+            (segs.len() == partition_columns.len()).then_some(())?;
+            segs.iter()
+                .zip(partition_columns)
+                .map(|(seg, col)| {
+                    let v = seg.strip_prefix(col.as_str())?.strip_prefix('=')?;
+                    Some(partition::unescape(v).replace('\'', "''"))
+                })
+                .collect()
         })
         .collect();
+    parts.sort();
     parts.dedup();
     Ok(parts
         .iter()
-        .map(|(dt, hr)| {
-            format!("ALTER TABLE `{table}` ADD IF NOT EXISTS PARTITION (dt='{dt}', hr='{hr}');\n")
+        .map(|values| {
+            let spec: Vec<String> = partition_columns
+                .iter()
+                .zip(values)
+                .map(|(c, v)| format!("`{c}`='{v}'"))
+                .collect();
+            format!(
+                "ALTER TABLE `{table}` ADD IF NOT EXISTS PARTITION ({});\n",
+                spec.join(", ")
+            )
         })
         .collect())
 }
@@ -205,15 +228,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hour_partitions_render_in_utc() {
-        let ts = 1_795_737_610_191; // 2026-11-27T00:00:10.191Z
-        let p = Layout::hour_partition(Layout::hour_of(ts));
-        assert_eq!(p, "dt=2026-11-27/hr=00");
+    fn ddl_lists_partitions_unescaped_and_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cols = vec!["dt".to_string(), "site".to_string()];
+        for d in [
+            "dt=2026-11-27/site=a%2Fb",
+            "dt=2026-11-27/site=o'k",
+            "dt=2026-11-28/site=x",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+            std::fs::write(dir.path().join(d).join("part-t-0-0-0.parquet"), b"").unwrap();
+        }
+        let text = hive_add_partitions("t", dir.path(), &cols).unwrap();
         assert_eq!(
-            Layout::hour_partition(Layout::hour_of(-1)),
-            "dt=1969-12-31/hr=23"
+            text,
+            "ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-27', `site`='a/b');\n\
+             ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-27', `site`='o''k');\n\
+             ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-28', `site`='x');\n"
         );
-        assert_eq!(Layout::hour_partition(0), "dt=1970-01-01/hr=00");
+        let ddl = hive_ddl("t", &[("key".into(), "STRING")], &cols, "file:///l");
+        assert!(ddl.contains("PARTITIONED BY (`dt` STRING, `site` STRING)"));
+        assert!(!hive_ddl("t", &[], &[], "file:///l").contains("PARTITIONED"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::config::Codec;
+use crate::lake::partition::Partitioning;
 use crate::lake::{LakeError, Layout, PendingFile};
 pub use dead_letter::{DeadLetter, DeadLetterSink, LakeDeadLetters, dead_letter_schema};
 pub use rows::{OutRows, OutputSchema, RowMeta};
@@ -80,7 +81,8 @@ struct OpenFile {
 
 #[derive(Default)]
 struct OpenPartition {
-    files: BTreeMap<i64, OpenFile>,
+    /// By partition directory (relative to the table).
+    files: BTreeMap<String, OpenFile>,
     rows: usize,
     opened_at: Option<Instant>,
 }
@@ -96,6 +98,7 @@ pub struct Sink {
     schema: Arc<OutputSchema>,
     props: WriterProperties,
     policy: RollingPolicy,
+    partitioning: Partitioning,
     open: HashMap<(Arc<str>, i32), OpenPartition>,
 }
 
@@ -134,12 +137,14 @@ impl Sink {
         schema: Arc<OutputSchema>,
         props: WriterProperties,
         policy: RollingPolicy,
+        partitioning: Partitioning,
     ) -> Sink {
         Sink {
             layout,
             schema,
             props,
             policy,
+            partitioning,
             open: HashMap::new(),
         }
     }
@@ -165,17 +170,54 @@ impl Sink {
             .schema
             .build(stream, partition, out)
             .map_err(arrow_err)?;
-        // Group row indexes by hour bucket; rows mostly arrive in time order, so the common
-        // case is one or two buckets per batch.
-        let mut groups: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        // Group row indexes by partition directory. Rows mostly arrive in time order, so the
+        // time bucket is computed once per bucket change, not per row; field values are
+        // borrowed, and each directory name is built once per group.
+        let mut time_paths: Vec<String> = Vec::new();
+        let mut current: Option<(i64, i64, usize)> = None;
+        let mut groups: HashMap<(usize, Vec<Option<&str>>), Vec<u32>> = HashMap::new();
         for (i, r) in rows.iter().enumerate() {
-            groups
-                .entry(Layout::hour_of(r.ts_ms))
-                .or_default()
-                .push(i as u32);
+            let t = match current {
+                Some((start, end, t)) if (start..end).contains(&r.ts_ms) => t,
+                _ => {
+                    let (start, end, path) = self.partitioning.time_bucket(r.ts_ms);
+                    let t = match time_paths.iter().position(|p| *p == path) {
+                        Some(t) => t,
+                        None => {
+                            time_paths.push(path);
+                            time_paths.len() - 1
+                        }
+                    };
+                    current = Some((start, end, t));
+                    t
+                }
+            };
+            let fields: Vec<Option<&str>> = self
+                .partitioning
+                .field_indexes()
+                .map(|fi| r.payload.passthrough.get(fi).and_then(|v| v.as_deref()))
+                .collect();
+            groups.entry((t, fields)).or_default().push(i as u32);
         }
+        let mut groups: Vec<(String, Vec<u32>)> = groups
+            .into_iter()
+            .map(|((t, fields), idx)| {
+                let time = time_paths.get(t).map_or("", String::as_str);
+                let owned: Vec<Option<String>> =
+                    fields.iter().map(|v| v.map(str::to_string)).collect();
+                let dir = match (time.is_empty(), self.partitioning.has_fields()) {
+                    (_, false) => time.to_string(),
+                    (true, true) => self.partitioning.field_path_of(&owned),
+                    (false, true) => {
+                        format!("{time}/{}", self.partitioning.field_path_of(&owned))
+                    }
+                };
+                (dir, idx)
+            })
+            .collect();
+        groups.sort_unstable();
         let open = self.open.entry((stream.clone(), partition)).or_default();
-        for (hour, idx) in groups {
+        for (dir_name, idx) in groups {
             let part = if idx.len() == rows.len() {
                 batch.clone()
             } else {
@@ -192,10 +234,10 @@ impl Sink {
                 let o = rows.get(i as usize).map_or(0, |e| e.seq);
                 (lo.min(o), hi.max(o))
             });
-            let file = match open.files.entry(hour) {
+            let file = match open.files.entry(dir_name) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    let dir = self.layout.table_dir().join(Layout::hour_partition(hour));
+                    let dir = self.layout.table_dir().join(v.key());
                     let name = format!("part-{stream}-{partition}-{first}");
                     let pending = PendingFile::create(&dir, &name)?;
                     let writer = ArrowWriter::try_new(

@@ -30,7 +30,9 @@ pub type OutRows = Emitted<RowMeta>;
 pub struct OutputSchema {
     schema: SchemaRef,
     features: Vec<String>,
-    passthrough: Vec<String>,
+    /// Pass-through columns of the files: (index among the pass-through fields, name). Fields
+    /// that partition the table are path segments, not columns.
+    passthrough: Vec<(usize, String)>,
     keep_raw: bool,
     slots: Vec<Slot>,
 }
@@ -40,7 +42,7 @@ pub const UTC: &str = "UTC";
 impl OutputSchema {
     pub fn new(
         features: Vec<String>,
-        passthrough: Vec<String>,
+        passthrough: Vec<(usize, String)>,
         keep_raw: bool,
         slots: Vec<Slot>,
     ) -> Self {
@@ -55,7 +57,7 @@ impl OutputSchema {
             Field::new("kafka_partition", DataType::Int32, false),
             Field::new("kafka_offset", DataType::Int64, false),
         ];
-        for p in &passthrough {
+        for (_, p) in &passthrough {
             fields.push(Field::new(p, DataType::Utf8, true));
         }
         for (fi, f) in features.iter().enumerate() {
@@ -141,7 +143,7 @@ impl OutputSchema {
         let mut offsets = Int64Builder::with_capacity(n);
         offsets.extend(rows.iter().map(|r| Some(r.seq)));
         cols.push(Arc::new(offsets.finish()));
-        for pi in 0..self.passthrough.len() {
+        for &(pi, _) in &self.passthrough {
             let mut b = StringBuilder::with_capacity(n, n * 8);
             for r in rows {
                 b.append_option(r.payload.passthrough.get(pi).and_then(|v| v.as_deref()));

@@ -10,7 +10,7 @@ fn schema() -> Arc<OutputSchema> {
     }];
     Arc::new(OutputSchema::new(
         vec!["v".into()],
-        vec!["site".into()],
+        vec![(0, "site".into())],
         true,
         slots,
     ))
@@ -68,6 +68,7 @@ fn sink(dir: &std::path::Path, max_rows: usize) -> Sink {
             max_rows,
             max_age: Duration::from_secs(60),
         },
+        crate::lake::partition::Partitioning::default(),
     )
 }
 

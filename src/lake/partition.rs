@@ -1,0 +1,396 @@
+//! Hive partitions: which directory of the table a row belongs in.
+//!
+//! A partition path is the event time's segments (`dt=%Y-%m-%d/hr=%H` by default, in a
+//! configured time zone) followed by one `name=value` segment per partition field. Values are
+//! escaped exactly as Hive escapes path names (`FileUtils.escapePathName`), so every engine
+//! that reads Hive tables reads them back; a null or empty value is Hive's
+//! `__HIVE_DEFAULT_PARTITION__`. Because `/` and every control character are escaped and each
+//! segment starts with `name=`, no value can name a directory outside the table.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike};
+use chrono_tz::Tz;
+
+/// Hive's name for a null or empty partition value.
+pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The longest escaped partition value accepted (file systems allow 255 bytes per path segment;
+/// the column name and `=` take the rest).
+pub const MAX_VALUE_BYTES: usize = 192;
+
+/// Escape a partition value as Hive does: `"#%'*/:=?\{[]^` DEL and control characters become
+/// `%XX` (NUL too, which a path cannot hold).
+pub fn escape(value: Option<&str>) -> String {
+    let v = match value {
+        None | Some("") => return DEFAULT_PARTITION.to_string(),
+        Some(v) => v,
+    };
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if needs_escape(c) {
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'
+            ..='\u{1F}'
+                | '"'
+                | '#'
+                | '%'
+                | '\''
+                | '*'
+                | '/'
+                | ':'
+                | '='
+                | '?'
+                | '\\'
+                | '\u{7F}'
+                | '{'
+                | '['
+                | ']'
+                | '^'
+    )
+}
+
+/// Undo `escape` (for listing partitions).
+pub fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(h) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(h, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The finest unit a time pattern distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Unit {
+    Minute,
+    Hour,
+    Day,
+    Month,
+    Year,
+}
+
+/// Why a partitioning cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionSpecError {
+    #[error("segment `{0}` must look like name=%Y-%m-%d")]
+    Segment(String),
+    #[error("`{0}` is not a partition column name (letters, digits and underscores)")]
+    Name(String),
+    #[error(
+        "segment `{0}` uses a specifier other than %Y %m %d %H %M (or has a literal `/` or `=`)"
+    )]
+    Specifier(String),
+    #[error("`{0}` is not a time zone (use an IANA name such as UTC or Europe/Berlin)")]
+    Zone(String),
+    #[error("column `{0}` appears twice")]
+    Duplicate(String),
+}
+
+/// How the table is partitioned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partitioning {
+    /// (column, strftime pattern) per time segment.
+    time: Vec<(String, String)>,
+    zone: Tz,
+    unit: Unit,
+    /// (column, index into the pass-through fields) per field segment.
+    fields: Vec<(String, usize)>,
+}
+
+impl Default for Partitioning {
+    fn default() -> Self {
+        Partitioning::new("dt=%Y-%m-%d/hr=%H", "UTC", Vec::new())
+            .unwrap_or_else(|_| unreachable!("the default partitioning is valid"))
+    }
+}
+
+impl Partitioning {
+    /// `pattern`: `/`-separated `name=strftime` segments (may be empty: no time partitions).
+    pub fn new(
+        pattern: &str,
+        zone: &str,
+        fields: Vec<(String, usize)>,
+    ) -> Result<Partitioning, PartitionSpecError> {
+        let zone: Tz = zone
+            .parse()
+            .map_err(|_| PartitionSpecError::Zone(zone.to_string()))?;
+        let mut time = Vec::new();
+        let mut unit = Unit::Year;
+        for seg in pattern.split('/').filter(|s| !s.is_empty()) {
+            let (name, fmt) = seg
+                .split_once('=')
+                .ok_or_else(|| PartitionSpecError::Segment(seg.to_string()))?;
+            if !is_name(name) {
+                return Err(PartitionSpecError::Name(name.to_string()));
+            }
+            let mut specs = 0;
+            let mut chars = fmt.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '%' => {
+                        let u = match chars.next() {
+                            Some('Y') => Unit::Year,
+                            Some('m') => Unit::Month,
+                            Some('d') => Unit::Day,
+                            Some('H') => Unit::Hour,
+                            Some('M') => Unit::Minute,
+                            _ => return Err(PartitionSpecError::Specifier(seg.to_string())),
+                        };
+                        unit = unit.min(u);
+                        specs += 1;
+                    }
+                    '=' | '\\' => return Err(PartitionSpecError::Specifier(seg.to_string())),
+                    c if needs_escape(c) => {
+                        return Err(PartitionSpecError::Specifier(seg.to_string()));
+                    }
+                    _ => {}
+                }
+            }
+            if specs == 0 {
+                return Err(PartitionSpecError::Specifier(seg.to_string()));
+            }
+            time.push((name.to_string(), fmt.to_string()));
+        }
+        let p = Partitioning {
+            time,
+            zone,
+            unit,
+            fields,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for c in p.columns() {
+            if !seen.insert(c.clone()) {
+                return Err(PartitionSpecError::Duplicate(c));
+            }
+        }
+        Ok(p)
+    }
+
+    /// Partition column names, in path order.
+    pub fn columns(&self) -> Vec<String> {
+        self.time
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(self.fields.iter().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
+    /// Pass-through indexes that are partition fields (not columns of the files).
+    pub fn field_indexes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.fields.iter().map(|(_, i)| *i)
+    }
+
+    /// The time bucket holding `ts_ms`: `[start, end)` in Unix ms and its path segments.
+    pub fn time_bucket(&self, ts_ms: i64) -> (i64, i64, String) {
+        if self.time.is_empty() {
+            return (i64::MIN, i64::MAX, String::new());
+        }
+        let Some(utc) = DateTime::from_timestamp_millis(ts_ms) else {
+            let path = self
+                .time
+                .iter()
+                .map(|(n, _)| format!("{n}={DEFAULT_PARTITION}"))
+                .collect::<Vec<_>>()
+                .join("/");
+            return (ts_ms, ts_ms.saturating_add(1), path);
+        };
+        let local = utc.with_timezone(&self.zone).naive_local();
+        let start = truncate(local, self.unit);
+        let end = advance(start, self.unit);
+        let to_utc = |n: NaiveDateTime| {
+            self.zone
+                .from_local_datetime(&n)
+                .earliest()
+                .map(|t| t.timestamp_millis())
+        };
+        // A start or end in a daylight-saving gap: the bucket shrinks to what exists.
+        let start_ms = to_utc(start).unwrap_or(ts_ms).min(ts_ms);
+        let end_ms = end
+            .and_then(to_utc)
+            .unwrap_or(ts_ms.saturating_add(1))
+            .max(ts_ms.saturating_add(1));
+        let local_t = self
+            .zone
+            .from_local_datetime(&start)
+            .earliest()
+            .unwrap_or_else(|| utc.with_timezone(&self.zone));
+        let path = self
+            .time
+            .iter()
+            .map(|(n, f)| format!("{n}={}", local_t.format(f)))
+            .collect::<Vec<_>>()
+            .join("/");
+        (start_ms, end_ms, path)
+    }
+
+    /// The field segments for these partition field values (in `fields` order).
+    pub fn field_path_of(&self, values: &[Option<String>]) -> String {
+        let mut out = String::new();
+        for ((name, _), v) in self.fields.iter().zip(values) {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            let _ = write!(out, "{name}={}", escape(v.as_deref()));
+        }
+        out
+    }
+
+    /// The field segments of a row with these pass-through values.
+    pub fn field_path(&self, passthrough: &[Option<String>]) -> String {
+        let mut out = String::new();
+        for (name, i) in &self.fields {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            let v = passthrough.get(*i).and_then(|v| v.as_deref());
+            let _ = write!(out, "{name}={}", escape(v));
+        }
+        out
+    }
+
+    pub fn has_fields(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
+    /// Whether a value can be a partition value (its escaped form fits a path segment).
+    pub fn value_fits(value: &str) -> bool {
+        escape(Some(value)).len() <= MAX_VALUE_BYTES
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn truncate(t: NaiveDateTime, unit: Unit) -> NaiveDateTime {
+    let d = t.date();
+    let (date, h, m) = match unit {
+        Unit::Minute => (d, t.hour(), t.minute()),
+        Unit::Hour => (d, t.hour(), 0),
+        Unit::Day => (d, 0, 0),
+        Unit::Month => (d.with_day(1).unwrap_or(d), 0, 0),
+        Unit::Year => (d.with_ordinal(1).unwrap_or(d), 0, 0),
+    };
+    date.and_hms_opt(h, m, 0).unwrap_or(t)
+}
+
+fn advance(t: NaiveDateTime, unit: Unit) -> Option<NaiveDateTime> {
+    match unit {
+        Unit::Minute => t.checked_add_signed(chrono::TimeDelta::minutes(1)),
+        Unit::Hour => t.checked_add_signed(chrono::TimeDelta::hours(1)),
+        Unit::Day => t.checked_add_signed(chrono::TimeDelta::days(1)),
+        Unit::Month => t.checked_add_months(chrono::Months::new(1)),
+        Unit::Year => t.checked_add_months(chrono::Months::new(12)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_as_hive_does_and_round_trips() {
+        assert_eq!(escape(Some("eu-west-1a")), "eu-west-1a");
+        assert_eq!(escape(Some("a/b")), "a%2Fb");
+        assert_eq!(escape(Some("../..")), "..%2F..");
+        assert_eq!(escape(Some("x=1")), "x%3D1");
+        assert_eq!(escape(Some("50%")), "50%25");
+        assert_eq!(escape(Some("a\nb\u{0}")), "a%0Ab%00");
+        assert_eq!(escape(Some("ünï cödé 日本")), "ünï cödé 日本");
+        assert_eq!(escape(Some("")), DEFAULT_PARTITION);
+        assert_eq!(escape(None), DEFAULT_PARTITION);
+        for v in [
+            "a/b",
+            "../..",
+            "x=1",
+            "50%",
+            "a\nb\u{0}",
+            "ünï cödé 日本",
+            "#'*:?\\{[]^\"\u{7f}",
+        ] {
+            assert_eq!(unescape(&escape(Some(v))), v);
+            assert!(!escape(Some(v)).contains('/'));
+        }
+        assert!(Partitioning::value_fits(&"x".repeat(MAX_VALUE_BYTES)));
+        assert!(!Partitioning::value_fits(
+            &"/".repeat(MAX_VALUE_BYTES / 3 + 1)
+        ));
+    }
+
+    #[test]
+    fn time_buckets_follow_the_pattern_and_the_zone() {
+        let ts = 1_795_000_000_000; // 2026-11-18T11:06:40Z
+        let utc = Partitioning::default();
+        let (s, e, p) = utc.time_bucket(ts);
+        assert_eq!(p, "dt=2026-11-18/hr=11");
+        assert_eq!((s, e), (1_794_999_600_000, 1_795_003_200_000));
+        let daily = Partitioning::new("dt=%Y-%m-%d", "Asia/Tokyo", vec![]).unwrap();
+        assert_eq!(daily.time_bucket(ts).2, "dt=2026-11-18");
+        // 2026-11-18T15:30Z is already the 19th in Tokyo.
+        assert_eq!(daily.time_bucket(1_795_015_800_000).2, "dt=2026-11-19");
+        assert_eq!(utc.time_bucket(1_795_015_800_000).2, "dt=2026-11-18/hr=15");
+        let minute = Partitioning::new("dt=%Y-%m-%d/hr=%H/min=%M", "UTC", vec![]).unwrap();
+        let (s, e, p) = minute.time_bucket(ts);
+        assert_eq!(p, "dt=2026-11-18/hr=11/min=06");
+        assert_eq!(e - s, 60_000);
+        // Before 1970.
+        assert_eq!(utc.time_bucket(-1).2, "dt=1969-12-31/hr=23");
+        // A day in Berlin at the end of daylight saving time has 25 hours.
+        let berlin = Partitioning::new("dt=%Y-%m-%d", "Europe/Berlin", vec![]).unwrap();
+        let (s, e, p) = berlin.time_bucket(1_792_900_800_000); // 2026-10-25T04:00Z
+        assert_eq!(p, "dt=2026-10-25");
+        assert_eq!(e - s, 25 * 3_600_000);
+    }
+
+    #[test]
+    fn bad_patterns_say_why() {
+        assert!(matches!(
+            Partitioning::new("dt", "UTC", vec![]),
+            Err(PartitionSpecError::Segment(_))
+        ));
+        assert!(matches!(
+            Partitioning::new("d t=%Y", "UTC", vec![]),
+            Err(PartitionSpecError::Name(_))
+        ));
+        assert!(matches!(
+            Partitioning::new("dt=%Y-%S", "UTC", vec![]),
+            Err(PartitionSpecError::Specifier(_))
+        ));
+        assert!(matches!(
+            Partitioning::new("dt=fixed", "UTC", vec![]),
+            Err(PartitionSpecError::Specifier(_))
+        ));
+        assert!(matches!(
+            Partitioning::new("dt=%Y", "Mars/Olympus", vec![]),
+            Err(PartitionSpecError::Zone(_))
+        ));
+        assert!(matches!(
+            Partitioning::new("dt=%Y", "UTC", vec![("dt".into(), 0)]),
+            Err(PartitionSpecError::Duplicate(_))
+        ));
+        let fields = Partitioning::new("", "UTC", vec![("site".into(), 0)]).unwrap();
+        assert_eq!(fields.time_bucket(5).2, "");
+        assert_eq!(fields.field_path(&[Some("a/b".into())]), "site=a%2Fb");
+    }
+}
