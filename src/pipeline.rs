@@ -23,18 +23,19 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, DeadLetterDestination, MemoryConfig};
+use crate::config::{Config, DeadLetterDestination, MemoryConfig, StatisticsLevel};
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::{self as lake_commit, CommitError, FileMove};
 use crate::normalize::{Engine, Event, PartitionState};
 use crate::sink::{
-    DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, OutputSchema, RollingPolicy, RowMeta,
-    Sink, SinkError, writer_properties,
+    DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, OutputSchema, ParquetSettings,
+    RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
 };
 use crate::source::dead_letter::KafkaDeadLetters;
 use crate::source::{self, CommitRequest, PartitionId, RawRecord, SourceError, SourceEvent};
 use crate::telemetry::{LatencySource, Metrics, Progress, RunSummary, StateFigures, unix_ms};
+use parquet::file::properties::EnabledStatistics;
 
 /// Failures of a run, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +256,7 @@ impl Processor {
         let schema = Arc::new(output_schema(cfg));
         let floats: Vec<&str> = schema.float_columns().collect();
         let hash = config_hash(cfg);
-        let props = writer_properties(cfg.lake.compression, &floats, &hash);
+        let props = writer_properties(cfg.lake.compression, &floats, &hash, &parquet_settings(cfg));
         let layout = Layout::new(&cfg.lake.root, &cfg.lake.table);
         let dead: Box<dyn DeadLetterSink> = match cfg.dead_letter.destination {
             DeadLetterDestination::Lake => {
@@ -285,7 +286,10 @@ impl Processor {
             props,
             RollingPolicy {
                 max_rows: cfg.lake.rolling.max_rows,
+                max_bytes: cfg.lake.rolling.max_bytes.0,
                 max_age: cfg.lake.rolling.max_age.0,
+                inactivity: cfg.lake.rolling.inactivity.0,
+                max_open_files: cfg.lake.rolling.max_open_files,
             },
             cfg.partitioning.clone(),
         );
@@ -592,7 +596,11 @@ impl Processor {
     /// Roll the partitions whose files are due, and those with uncommitted progress older than
     /// the roll age (a partition whose events all wait in the buffer still checkpoints).
     fn roll_due(&mut self, now: Instant) {
-        let mut due: Vec<PartitionId> = self.sink.due(now);
+        let mut due: Vec<PartitionId> = Vec::new();
+        for (key, why) in self.sink.due(now) {
+            tracing::debug!(topic = %key.0, partition = key.1, why, "files due to roll");
+            due.push(key);
+        }
         for (k, p) in &self.parts {
             if p.failed.is_none()
                 && p.dirty_since
@@ -877,6 +885,24 @@ impl Processor {
             budget_evicted_keys: self.budget_evicted,
             latency: m.percentiles(LatencySource::Received),
         }
+    }
+}
+
+/// The configured Parquet settings, checked against the table's columns.
+pub fn parquet_settings(cfg: &Config) -> ParquetSettings {
+    let p = &cfg.lake.parquet;
+    ParquetSettings {
+        row_group_rows: p.row_group_rows,
+        dictionary: p
+            .dictionary
+            .iter()
+            .map(|(c, on)| (c.clone(), *on))
+            .collect(),
+        statistics: match p.statistics {
+            StatisticsLevel::Page => EnabledStatistics::Page,
+            StatisticsLevel::Chunk => EnabledStatistics::Chunk,
+            StatisticsLevel::None => EnabledStatistics::None,
+        },
     }
 }
 

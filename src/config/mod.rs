@@ -281,19 +281,31 @@ impl<'de> Deserialize<'de> for Codec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollingConfig {
-    /// Close a Kafka partition's open files after this many rows.
+    /// Close a file after this many rows …
     #[serde(default = "defaults::max_rows")]
     pub max_rows: usize,
-    /// … or once the oldest buffered row is this old (wall clock).
+    /// … or this many bytes …
+    #[serde(default = "defaults::max_bytes")]
+    pub max_bytes: ByteSize,
+    /// … or once its first row is this old (wall clock) …
     #[serde(default = "defaults::max_age")]
     pub max_age: HumanDuration,
+    /// … or when no row came for this long.
+    #[serde(default = "defaults::inactivity")]
+    pub inactivity: HumanDuration,
+    /// Files open at once; over it, the oldest file's Kafka partition rolls.
+    #[serde(default = "defaults::max_open_files")]
+    pub max_open_files: usize,
 }
 
 impl Default for RollingConfig {
     fn default() -> Self {
         RollingConfig {
             max_rows: defaults::max_rows(),
+            max_bytes: defaults::max_bytes(),
             max_age: defaults::max_age(),
+            inactivity: defaults::inactivity(),
+            max_open_files: defaults::max_open_files(),
         }
     }
 }
@@ -313,6 +325,31 @@ pub struct LakeConfig {
     pub rolling: RollingConfig,
     #[serde(default)]
     pub partitioning: PartitioningSection,
+    #[serde(default)]
+    pub parquet: ParquetSection,
+}
+
+/// `[lake.parquet]`: how files are written beyond the codec.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSection {
+    /// Rows per row group (default: the writer's 1,048,576).
+    pub row_group_rows: Option<usize>,
+    /// Dictionary encoding per column (default: on, off for float columns).
+    #[serde(default)]
+    pub dictionary: BTreeMap<String, bool>,
+    /// `page` (statistics per page with the page index), `chunk` or `none`.
+    #[serde(default)]
+    pub statistics: StatisticsLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StatisticsLevel {
+    #[default]
+    Page,
+    Chunk,
+    None,
 }
 
 /// `[lake.partitioning]`: the Hive partition path of a row.
@@ -470,6 +507,15 @@ mod defaults {
     }
     pub fn max_rows() -> usize {
         500_000
+    }
+    pub fn max_bytes() -> super::ByteSize {
+        super::ByteSize(128 << 20)
+    }
+    pub fn inactivity() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn max_open_files() -> usize {
+        100
     }
     pub fn max_age() -> HumanDuration {
         HumanDuration(Duration::from_secs(60))
@@ -837,6 +883,18 @@ fn validate_lake(l: &LakeConfig, c: &mut Collector) {
     }
     if l.rolling.max_age.0.is_zero() {
         c.err("lake.rolling.max_age", "must be longer than zero");
+    }
+    if l.rolling.inactivity.0.is_zero() {
+        c.err("lake.rolling.inactivity", "must be longer than zero");
+    }
+    if l.rolling.max_bytes.0 < 1 << 20 {
+        c.err("lake.rolling.max_bytes", "must be at least 1MiB");
+    }
+    if l.parquet.row_group_rows == Some(0) {
+        c.err("lake.parquet.row_group_rows", "must be at least 1");
+    }
+    if l.rolling.max_open_files == 0 {
+        c.err("lake.rolling.max_open_files", "must be at least 1");
     }
 }
 

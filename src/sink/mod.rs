@@ -53,11 +53,21 @@ pub enum SinkError {
     },
 }
 
-/// When an input partition's open files are closed.
+/// When an open file is closed. A roll covers the whole input partition the file belongs to
+/// (the partition's commit is the unit of durability), so a file that is due closes every open
+/// file of its input partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollingPolicy {
+    /// Rows in one file.
     pub max_rows: usize,
+    /// Bytes of one file (written plus buffered, estimated encoded).
+    pub max_bytes: u64,
+    /// Since the file's first row.
     pub max_age: Duration,
+    /// Since the file's last row: a quiet partition's file closes this long after its last row.
+    pub inactivity: Duration,
+    /// Open files over all input partitions; over it, the oldest file's partition rolls.
+    pub max_open_files: usize,
 }
 
 /// What one roll sealed: complete, synced files under temporary names, with the final name
@@ -77,6 +87,30 @@ struct OpenFile {
     dir: PathBuf,
     first: i64,
     last: i64,
+    rows: usize,
+    opened_at: Instant,
+    written_at: Instant,
+}
+
+impl OpenFile {
+    fn bytes(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    /// Why this file is due to close at `now`, if it is.
+    fn due(&self, p: &RollingPolicy, now: Instant) -> Option<&'static str> {
+        if self.rows >= p.max_rows {
+            Some("rows")
+        } else if self.bytes() >= p.max_bytes {
+            Some("bytes")
+        } else if now.saturating_duration_since(self.opened_at) >= p.max_age {
+            Some("age")
+        } else if now.saturating_duration_since(self.written_at) >= p.inactivity {
+            Some("inactivity")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Default)]
@@ -84,14 +118,10 @@ struct OpenPartition {
     /// By partition directory (relative to the table).
     files: BTreeMap<String, OpenFile>,
     rows: usize,
-    opened_at: Option<Instant>,
 }
 
-impl OpenPartition {
-    fn note(&mut self, now: Instant) {
-        self.opened_at.get_or_insert(now);
-    }
-}
+/// An input partition as the sink names it: (stream, partition).
+type StreamPartition = (Arc<str>, i32);
 
 pub struct Sink {
     layout: Layout,
@@ -102,12 +132,25 @@ pub struct Sink {
     open: HashMap<(Arc<str>, i32), OpenPartition>,
 }
 
-/// Parquet settings: the codec, statistics on, dictionaries off for float columns (they only
-/// make them larger), and the writer's version in the key-value metadata.
+/// How the Parquet files are written, beyond the codec.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParquetSettings {
+    /// Rows per row group (the writer closes a row group at this many rows).
+    pub row_group_rows: Option<usize>,
+    /// Dictionary encoding per column, over the defaults (on, but off for float columns).
+    pub dictionary: Vec<(String, bool)>,
+    /// `Page` (with the column and offset indexes readers use to skip pages), `Chunk`, `None`.
+    pub statistics: EnabledStatistics,
+}
+
+/// Parquet settings: the codec, statistics and page indexes on, dictionaries off for float
+/// columns (they only make them larger) unless configured, and the writer's version and
+/// configuration hash in the key-value metadata.
 pub fn writer_properties(
     codec: Codec,
     float_columns: &[&str],
     config_hash: &str,
+    settings: &ParquetSettings,
 ) -> WriterProperties {
     let compression = match codec {
         Codec::Zstd(l) => Compression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default()),
@@ -117,7 +160,7 @@ pub fn writer_properties(
     };
     let mut b = WriterProperties::builder()
         .set_compression(compression)
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(settings.statistics)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(
                 "normlake.version".into(),
@@ -125,8 +168,14 @@ pub fn writer_properties(
             ),
             KeyValue::new("normlake.config_hash".into(), config_hash.to_string()),
         ]));
+    if let Some(rows) = settings.row_group_rows {
+        b = b.set_max_row_group_row_count(Some(rows.max(1)));
+    }
     for c in float_columns {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    for (c, on) in &settings.dictionary {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), *on);
     }
     b.build()
 }
@@ -255,18 +304,22 @@ impl Sink {
                         dir,
                         first,
                         last,
+                        rows: 0,
+                        opened_at: now,
+                        written_at: now,
                     })
                 }
             };
             file.first = file.first.min(first);
             file.last = file.last.max(last);
+            file.rows += idx.len();
+            file.written_at = now;
             file.writer
                 .write(&part)
                 .map_err(|source| SinkError::Parquet {
                     path: file.tmp.clone(),
                     source,
                 })?;
-            open.note(now);
         }
         open.rows += rows.len();
         Ok(())
@@ -303,17 +356,51 @@ impl Sink {
         Ok(())
     }
 
-    /// Input partitions whose files are due to roll at `now`.
-    pub fn due(&self, now: Instant) -> Vec<(Arc<str>, i32)> {
-        self.open
+    /// Input partitions whose files are due to roll at `now`, with the reason. The caller
+    /// passes the time (a timer tick when no data comes), so tests drive it with their own.
+    pub fn due(&self, now: Instant) -> Vec<((Arc<str>, i32), &'static str)> {
+        let mut due: Vec<((Arc<str>, i32), &'static str)> = self
+            .open
             .iter()
-            .filter(|(_, o)| {
-                o.rows >= self.policy.max_rows
-                    || o.opened_at
-                        .is_some_and(|t| now.saturating_duration_since(t) >= self.policy.max_age)
+            .filter_map(|(k, o)| {
+                o.files
+                    .values()
+                    .find_map(|f| f.due(&self.policy, now))
+                    .map(|why| (k.clone(), why))
             })
-            .map(|(k, _)| k.clone())
-            .collect()
+            .collect();
+        // Over the cap: the partitions holding the oldest files roll until it is met.
+        let open: usize = self.open.values().map(|o| o.files.len()).sum();
+        if open > self.policy.max_open_files {
+            let mut by_age: Vec<(Instant, &StreamPartition, usize)> = self
+                .open
+                .iter()
+                .map(|(k, o)| {
+                    let oldest = o.files.values().map(|f| f.opened_at).min();
+                    (oldest.unwrap_or(now), k, o.files.len())
+                })
+                .collect();
+            by_age.sort_by_key(|(t, _, _)| *t);
+            let mut closing: usize = due
+                .iter()
+                .filter_map(|(k, _)| self.open.get(k).map(|o| o.files.len()))
+                .sum();
+            for (_, k, n) in by_age {
+                if open - closing <= self.policy.max_open_files {
+                    break;
+                }
+                if !due.iter().any(|(d, _)| d == k) {
+                    due.push((k.clone(), "open_files"));
+                    closing += n;
+                }
+            }
+        }
+        due
+    }
+
+    /// Files open over every input partition.
+    pub fn open_files(&self) -> usize {
+        self.open.values().map(|o| o.files.len()).sum()
     }
 
     /// Drop the unpublished work of these input partitions (their temporary files too).

@@ -59,14 +59,17 @@ fn rows(rows: &[(i64, i64)]) -> OutRows {
 fn sink(dir: &std::path::Path, max_rows: usize) -> Sink {
     let s = schema();
     let floats: Vec<&str> = s.float_columns().collect();
-    let props = writer_properties(Codec::Zstd(3), &floats, "h");
+    let props = writer_properties(Codec::Zstd(3), &floats, "h", &ParquetSettings::default());
     Sink::new(
         Layout::new(dir.to_str().unwrap(), "t"),
         s.clone(),
         props,
         RollingPolicy {
             max_rows,
+            max_bytes: 1 << 30,
             max_age: Duration::from_secs(60),
+            inactivity: Duration::from_secs(10),
+            max_open_files: 3,
         },
         crate::lake::partition::Partitioning::default(),
     )
@@ -83,7 +86,10 @@ fn rows_split_by_hour_and_roll_into_named_files() {
     let rows = rows(&[(10, 5 * H + 1), (11, 6 * H + 2), (12, 5 * H + 3)]);
     s.append(&stream, 1, &rows, now).unwrap();
     let layout = Layout::new(dir.path().to_str().unwrap(), "t");
-    let mut dead = LakeDeadLetters::new(layout, writer_properties(Codec::Zstd(3), &[], "h"));
+    let mut dead = LakeDeadLetters::new(
+        layout,
+        writer_properties(Codec::Zstd(3), &[], "h", &ParquetSettings::default()),
+    );
     let letter = DeadLetter {
         offset: 9,
         key: None,
@@ -135,18 +141,63 @@ fn rows_split_by_hour_and_roll_into_named_files() {
     );
 }
 
+/// Rolling with an injected clock (no sleeps): by rows, by age, by inactivity of a quiet
+/// partition, and by the cap on open files.
 #[test]
-fn rolling_is_due_by_rows_and_by_age() {
+fn rolling_is_due_by_rows_age_inactivity_and_the_open_file_cap() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = sink(dir.path(), 2);
     let stream: Arc<str> = "t".into();
+    let key = |p: i32| (stream.clone(), p);
     let t0 = Instant::now();
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
     s.append(&stream, 0, &rows(&[(0, 0)]), t0).unwrap();
     s.append(&stream, 1, &rows(&[(0, 0), (1, 1)]), t0).unwrap();
-    assert_eq!(s.due(t0), vec![(stream.clone(), 1)]);
-    let mut due = s.due(t0 + Duration::from_secs(61));
-    due.sort();
-    assert_eq!(due, vec![(stream.clone(), 0), (stream.clone(), 1)]);
+    assert_eq!(s.due(t0), vec![(key(1), "rows")]);
+    let mut s = sink(dir.path(), 1000);
+    s.append(&stream, 0, &rows(&[(0, 0)]), t0).unwrap();
+    // Partition 0 keeps getting rows every 5 s: never inactive, due by age at 60 s.
+    let mut due = Vec::new();
+    for t in (5..=60).step_by(5) {
+        s.append(&stream, 0, &rows(&[(t as i64, 0)]), at(t))
+            .unwrap();
+        due = s.due(at(t));
+        due.retain(|(k, _)| *k == key(0));
+        if !due.is_empty() {
+            assert_eq!((t, due[0].1), (60, "age"));
+            break;
+        }
+    }
+    assert!(!due.is_empty());
+    // A quiet partition closes its file 10 s after its last row, to the millisecond.
+    s.append(&stream, 2, &rows(&[(0, 0)]), at(100)).unwrap();
+    let quiet = |d: Duration| {
+        s.due(at(100) + d)
+            .into_iter()
+            .filter(|(k, _)| *k == key(2))
+            .collect::<Vec<_>>()
+    };
+    assert!(quiet(Duration::from_millis(9_999)).is_empty());
+    assert_eq!(quiet(Duration::from_secs(10)), vec![(key(2), "inactivity")]);
+}
+
+#[test]
+fn the_oldest_files_partition_rolls_over_the_open_file_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sink(dir.path(), 1000);
+    let stream: Arc<str> = "t".into();
+    let t0 = Instant::now();
+    // Four hours of partition 0 opened first, then one file of partition 1: five files, cap 3.
+    for h in 0..4 {
+        s.append(&stream, 0, &rows(&[(h, h * H)]), t0).unwrap();
+    }
+    s.append(&stream, 1, &rows(&[(9, 0)]), t0 + Duration::from_millis(1))
+        .unwrap();
+    assert_eq!(s.open_files(), 5);
+    assert_eq!(
+        s.due(t0 + Duration::from_millis(2)),
+        vec![((stream.clone(), 0), "open_files")]
+    );
 }
 
 #[test]
@@ -184,4 +235,81 @@ fn several_normalizations_of_a_feature_get_their_own_columns() {
             "temp_mm1h_status"
         ]
     );
+}
+
+#[test]
+fn parquet_settings_reach_the_file() {
+    use parquet::basic::Encoding;
+    let dir = tempfile::tempdir().unwrap();
+    let s = schema();
+    let floats: Vec<&str> = s.float_columns().collect();
+    let settings = ParquetSettings {
+        row_group_rows: Some(2),
+        dictionary: vec![("key".into(), false), ("v".into(), true)],
+        statistics: EnabledStatistics::Page,
+    };
+    let props = writer_properties(Codec::Snappy, &floats, "cafe", &settings);
+    let mut sink = Sink::new(
+        Layout::new(dir.path().to_str().unwrap(), "t"),
+        s.clone(),
+        props,
+        RollingPolicy {
+            max_rows: 1000,
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(60),
+            inactivity: Duration::from_secs(60),
+            max_open_files: 10,
+        },
+        crate::lake::partition::Partitioning::default(),
+    );
+    let stream: Arc<str> = "t".into();
+    sink.append(
+        &stream,
+        0,
+        &rows(&[(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]),
+        Instant::now(),
+    )
+    .unwrap();
+    let sealed = sink.seal(&stream, 0).unwrap();
+    let (tmp, _) = &sealed.files[0];
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(tmp).unwrap()).unwrap();
+    let meta = b.metadata();
+    assert_eq!(meta.num_row_groups(), 3, "row groups of 2 rows");
+    let col = |name: &str| {
+        meta.row_group(0)
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap()
+            .encodings()
+            .collect::<Vec<_>>()
+    };
+    let dict = |e: &Vec<Encoding>| {
+        e.contains(&Encoding::RLE_DICTIONARY) || e.contains(&Encoding::PLAIN_DICTIONARY)
+    };
+    assert!(!dict(&col("key")), "dictionary off by configuration");
+    assert!(
+        dict(&col("v")),
+        "dictionary on by configuration for a float column"
+    );
+    assert!(!dict(&col("v_z")), "float columns default to no dictionary");
+    assert!(
+        dict(&col("v_z_status")),
+        "string columns default to a dictionary"
+    );
+    let chunk = meta.row_group(0).column(0);
+    assert!(
+        chunk.column_index_offset().is_some() && chunk.offset_index_offset().is_some(),
+        "page index written"
+    );
+    assert_eq!(
+        meta.row_group(0).column(0).compression(),
+        parquet::basic::Compression::SNAPPY
+    );
+    let kv = meta.file_metadata().key_value_metadata().unwrap();
+    assert!(
+        kv.iter()
+            .any(|k| k.key == "normlake.config_hash" && k.value.as_deref() == Some("cafe"))
+    );
+    assert!(kv.iter().any(|k| k.key == "normlake.version"));
 }
