@@ -27,6 +27,7 @@ use crate::config::{Config, DeadLetterDestination, MemoryConfig, StatisticsLevel
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::{self as lake_commit, CommitError, FileMove};
+use crate::lake::partition::Partitioning;
 use crate::normalize::{Engine, Event, PartitionState};
 use crate::sink::{
     DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, OutputSchema, ParquetSettings,
@@ -233,6 +234,9 @@ pub struct Processor {
     dead_by_reason: BTreeMap<&'static str, u64>,
     memory: MemoryConfig,
     budget_checked: Instant,
+    partitioning: Partitioning,
+    /// `_SUCCESS` markers: partition directories not yet complete, with their bucket's end.
+    markers: Option<Markers>,
     budget_evicted: u64,
     /// Times of rows not yet committed, per input partition, for the latency figures:
     /// (event time, Kafka time, received), Unix ms.
@@ -244,6 +248,13 @@ pub struct Processor {
 const CHANNEL_CHUNKS: usize = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const BUDGET_CHECK: Duration = Duration::from_millis(100);
+const MARKER_CHECK: Duration = Duration::from_secs(1);
+
+struct Markers {
+    delay_ms: i64,
+    unmarked: BTreeMap<String, i64>,
+    checked: Instant,
+}
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Processor {
@@ -304,6 +315,12 @@ impl Processor {
             to_source,
             metrics,
             memory: cfg.memory.clone(),
+            partitioning: cfg.partitioning.clone(),
+            markers: cfg.lake.success_marker.enabled.then(|| Markers {
+                delay_ms: cfg.lake.success_marker.delay.millis(),
+                unmarked: BTreeMap::new(),
+                checked: Instant::now(),
+            }),
             budget_checked: Instant::now(),
             budget_evicted: 0,
             dead_by_reason: BTreeMap::new(),
@@ -321,6 +338,7 @@ impl Processor {
             Ok(()) => self.metrics.health.set_lake_writable(true),
             Err(e) => tracing::warn!(error = %e, "the lake is not writable yet"),
         }
+        self.find_incomplete_partitions();
         while let Ok(ev) = rx.recv() {
             let now = Instant::now();
             match ev {
@@ -340,6 +358,7 @@ impl Processor {
                 SourceEvent::End => {
                     self.finish_all(now)?;
                     self.commit_all_and_confirm()?;
+                    self.mark_complete_partitions(None);
                     let failed = self.parts.values().filter(|p| p.failed.is_some()).count();
                     if failed > 0 {
                         return Err(PipelineError::Incomplete(failed));
@@ -348,12 +367,14 @@ impl Processor {
                 }
                 SourceEvent::Stop => {
                     self.commit_all_and_confirm()?;
+                    self.mark_complete_partitions(None);
                     return Ok(self.summary());
                 }
             }
             self.roll_due(now);
             self.retry_failed(now);
             self.enforce_budget(now);
+            self.mark_complete_partitions(Some(now));
             if progress.due(now) {
                 let state = self.state_figures();
                 self.metrics.state_keys.set(state.keys as i64);
@@ -685,6 +706,74 @@ impl Processor {
         }
     }
 
+    /// Partition directories with data and no `_SUCCESS` yet (from earlier runs, or written by
+    /// other instances): candidates for the marker.
+    fn find_incomplete_partitions(&mut self) {
+        let Some(m) = &mut self.markers else { return };
+        let table = self.layout.table_dir();
+        let files = match crate::lake::list_parquet(&table) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the table's partitions");
+                return;
+            }
+        };
+        for f in files {
+            let Some(dir) = f.parent() else { continue };
+            if dir.join(lake_commit::SUCCESS).exists() {
+                continue;
+            }
+            let Ok(rel) = dir.strip_prefix(&table) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().to_string();
+            if let Some(end) = self.partitioning.bucket_end_of(&rel) {
+                m.unmarked.insert(rel, end);
+            }
+        }
+    }
+
+    /// Write `_SUCCESS` into every partition whose time bucket (plus the delay) the lake's
+    /// watermark has passed: the smallest watermark of every input partition, as recorded in
+    /// the lake by every instance. Checked at most once a second, and at the end of a run
+    /// (`now` is `None`).
+    fn mark_complete_partitions(&mut self, now: Option<Instant>) {
+        let Some(m) = &mut self.markers else { return };
+        if m.unmarked.is_empty() {
+            return;
+        }
+        if let Some(now) = now {
+            if now.saturating_duration_since(m.checked) < MARKER_CHECK {
+                return;
+            }
+            m.checked = now;
+        }
+        let watermark = match lake_commit::lake_watermark(&self.layout) {
+            Ok(Some(w)) => w,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the lake's watermark");
+                return;
+            }
+        };
+        let ready: Vec<String> = m
+            .unmarked
+            .iter()
+            .filter(|(_, end)| end.saturating_add(m.delay_ms) <= watermark)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for dir in ready {
+            match lake_commit::mark_complete(&self.layout, &dir) {
+                Ok(()) => {
+                    m.unmarked.remove(&dir);
+                    self.metrics.partitions_complete.inc();
+                    tracing::info!(partition = %dir, watermark, "partition complete: _SUCCESS written");
+                }
+                Err(e) => tracing::warn!(partition = %dir, error = %e, "cannot write _SUCCESS"),
+            }
+        }
+    }
+
     /// Bytes of rows waiting in open files, dead letters and the latency bookkeeping.
     fn sink_bytes(&self) -> usize {
         let times: usize = self
@@ -781,6 +870,7 @@ impl Processor {
             })
             .collect();
         let seq = part.seq + 1;
+        let watermark = Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN);
         lake_commit::commit(
             &self.layout,
             &key.0,
@@ -792,7 +882,26 @@ impl Processor {
             sealed.rows as u64,
             sealed.dead_letters as u64,
             unix_ms(),
+            watermark,
         )?;
+        if let Some(m) = &mut self.markers {
+            let table = self.layout.table_dir();
+            for (_, dest) in &sealed.files {
+                let Some(rel) = dest.parent().and_then(|d| d.strip_prefix(&table).ok()) else {
+                    continue;
+                };
+                let rel = rel.to_string_lossy().to_string();
+                if let Some(end) = self.partitioning.bucket_end_of(&rel) {
+                    m.unmarked.insert(rel, end);
+                }
+            }
+        }
+        if sealed.rows_after_complete > 0 {
+            self.metrics
+                .rows_after_complete
+                .inc_by(sealed.rows_after_complete as u64);
+            tracing::warn!(topic = %key.0, partition = key.1, rows = sealed.rows_after_complete, "rows written into partitions already marked complete (_SUCCESS)");
+        }
         if let Some(part) = self.parts.get_mut(key) {
             part.seq = seq;
             part.committed = Some(next);

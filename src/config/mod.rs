@@ -327,6 +327,28 @@ pub struct LakeConfig {
     pub partitioning: PartitioningSection,
     #[serde(default)]
     pub parquet: ParquetSection,
+    #[serde(default)]
+    pub success_marker: SuccessMarkerSection,
+}
+
+/// `[lake.success_marker]`: `_SUCCESS` in a partition once the lake's watermark has passed it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessMarkerSection {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// How long after a partition's end the watermark must be.
+    #[serde(default = "defaults::no_delay")]
+    pub delay: HumanDuration,
+}
+
+impl Default for SuccessMarkerSection {
+    fn default() -> Self {
+        SuccessMarkerSection {
+            enabled: true,
+            delay: defaults::no_delay(),
+        }
+    }
 }
 
 /// `[lake.parquet]`: how files are written beyond the codec.
@@ -507,6 +529,9 @@ mod defaults {
     }
     pub fn max_rows() -> usize {
         500_000
+    }
+    pub fn no_delay() -> HumanDuration {
+        HumanDuration(Duration::ZERO)
     }
     pub fn max_bytes() -> super::ByteSize {
         super::ByteSize(128 << 20)

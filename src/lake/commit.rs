@@ -49,6 +49,10 @@ pub struct CommitRecord {
     pub rows: u64,
     pub dead_letters: u64,
     pub committed_at_ms: i64,
+    /// The partition's event-time watermark at this commit: every later row of the partition
+    /// has a time at or after it (late events aside). Absent before the first event.
+    #[serde(default)]
+    pub watermark_ms: Option<i64>,
 }
 
 /// Failures of the commit protocol.
@@ -164,6 +168,45 @@ pub fn latest(
     Ok(Some((path, rec)))
 }
 
+/// The lake's watermark: the smallest watermark in the newest commit record of every input
+/// partition that has one, from every instance writing the table. `None` while any of them
+/// has none.
+pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
+    let dir = layout.normlake_dir().join("log");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&dir)(e).into()),
+    };
+    let mut lowest: Option<i64> = None;
+    for entry in entries {
+        let name = entry.map_err(io_err(&dir))?.file_name();
+        let name = name.to_string_lossy();
+        let Some((stream, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        match latest(layout, stream, partition)? {
+            Some((_, rec)) => match rec.watermark_ms {
+                Some(w) => lowest = Some(lowest.map_or(w, |l| l.min(w))),
+                None => return Ok(None),
+            },
+            None => continue,
+        }
+    }
+    Ok(lowest)
+}
+
+/// Mark a partition directory (relative to the table) complete with an empty `_SUCCESS`.
+pub fn mark_complete(layout: &Layout, rel_dir: &str) -> Result<(), LakeError> {
+    write_atomically(&layout.table_dir().join(rel_dir), SUCCESS, b"").map(|_| ())
+}
+
+/// The name of the marker of a complete partition (Hadoop's convention).
+pub const SUCCESS: &str = "_SUCCESS";
+
 /// Commit one roll: checkpoint, record (the commit point), renames, clean-up.
 #[allow(clippy::too_many_arguments)]
 pub fn commit(
@@ -177,6 +220,7 @@ pub fn commit(
     rows: u64,
     dead_letters: u64,
     now_ms: i64,
+    watermark_ms: Option<i64>,
 ) -> Result<CommitRecord, CommitError> {
     let ckpt = write_atomically(
         &layout.state_dir(stream, partition),
@@ -193,6 +237,7 @@ pub fn commit(
         rows,
         dead_letters,
         committed_at_ms: now_ms,
+        watermark_ms,
     };
     let body = serde_json::to_vec_pretty(&rec).map_err(|source| CommitError::Record {
         path: layout.log_dir(stream, partition),
@@ -335,6 +380,7 @@ mod tests {
             10,
             0,
             1,
+            Some(5),
         )
         .unwrap();
         assert!(layout.absolute(&f.dest).exists());
@@ -368,6 +414,7 @@ mod tests {
             rows: 10,
             dead_letters: 0,
             committed_at_ms: 0,
+            watermark_ms: None,
         };
         write_atomically(
             &layout.log_dir("s", 0),
@@ -394,7 +441,20 @@ mod tests {
     fn old_records_and_checkpoints_are_cleaned_up() {
         let (_d, layout) = setup();
         for seq in 1..=5 {
-            commit(&layout, "s", 0, seq, seq as i64 * 10, vec![], b"x", 0, 0, 0).unwrap();
+            commit(
+                &layout,
+                "s",
+                0,
+                seq,
+                seq as i64 * 10,
+                vec![],
+                b"x",
+                0,
+                0,
+                0,
+                None,
+            )
+            .unwrap();
         }
         let logs = std::fs::read_dir(layout.log_dir("s", 0)).unwrap().count();
         let states = std::fs::read_dir(layout.state_dir("s", 0)).unwrap().count();

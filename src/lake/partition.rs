@@ -244,6 +244,35 @@ impl Partitioning {
         (start_ms, end_ms, path)
     }
 
+    /// The end (exclusive, Unix ms) of the time bucket a partition directory (relative to the
+    /// table) covers, parsed back from its time segments; `None` without time segments.
+    pub fn bucket_end_of(&self, rel_dir: &str) -> Option<i64> {
+        if self.time.is_empty() {
+            return None;
+        }
+        let mut parsed = chrono::format::Parsed::new();
+        let mut segs = rel_dir.split('/');
+        for (name, fmt) in &self.time {
+            let v = segs
+                .next()?
+                .strip_prefix(name.as_str())?
+                .strip_prefix('=')?;
+            chrono::format::parse(&mut parsed, v, chrono::format::StrftimeItems::new(fmt)).ok()?;
+        }
+        let hour = parsed.hour_div_12().unwrap_or(0) * 12 + parsed.hour_mod_12().unwrap_or(0);
+        let start = chrono::NaiveDate::from_ymd_opt(
+            parsed.year()?,
+            parsed.month().unwrap_or(1),
+            parsed.day().unwrap_or(1),
+        )?
+        .and_hms_opt(hour, parsed.minute().unwrap_or(0), 0)?;
+        let end = advance(start, self.unit)?;
+        self.zone
+            .from_local_datetime(&end)
+            .earliest()
+            .map(|t| t.timestamp_millis())
+    }
+
     /// The field segments for these partition field values (in `fields` order).
     pub fn field_path_of(&self, values: &[Option<String>]) -> String {
         let mut out = String::new();
@@ -361,6 +390,27 @@ mod tests {
         let (s, e, p) = berlin.time_bucket(1_792_900_800_000); // 2026-10-25T04:00Z
         assert_eq!(p, "dt=2026-10-25");
         assert_eq!(e - s, 25 * 3_600_000);
+    }
+
+    #[test]
+    fn a_directory_tells_the_end_of_its_bucket() {
+        let utc = Partitioning::default();
+        for ts in [1_795_000_000_000, -1, 0, 1_792_900_800_000] {
+            let (_, end, path) = utc.time_bucket(ts);
+            assert_eq!(utc.bucket_end_of(&path), Some(end), "{path}");
+        }
+        let berlin =
+            Partitioning::new("dt=%Y-%m-%d", "Europe/Berlin", vec![("site".into(), 0)]).unwrap();
+        let (_, end, path) = berlin.time_bucket(1_792_900_800_000);
+        assert_eq!(berlin.bucket_end_of(&format!("{path}/site=x")), Some(end));
+        let minute = Partitioning::new("dt=%Y-%m-%d/hr=%H/min=%M", "UTC", vec![]).unwrap();
+        let (_, end, path) = minute.time_bucket(1_795_000_000_000);
+        assert_eq!(minute.bucket_end_of(&path), Some(end));
+        assert_eq!(utc.bucket_end_of("dt=2026-11-18"), None, "too few segments");
+        assert_eq!(
+            utc.bucket_end_of("dt=__HIVE_DEFAULT_PARTITION__/hr=__HIVE_DEFAULT_PARTITION__"),
+            None
+        );
     }
 
     #[test]

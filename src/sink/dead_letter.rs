@@ -171,6 +171,7 @@ impl DeadLetterSink for LakeDeadLetters {
             rows: 0,
             dead_letters: dead.len(),
             bytes,
+            rows_after_complete: 0,
         })
     }
 

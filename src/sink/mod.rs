@@ -79,6 +79,8 @@ pub struct Sealed {
     pub rows: usize,
     pub dead_letters: usize,
     pub bytes: u64,
+    /// Rows that went into partitions already marked complete (`_SUCCESS`).
+    pub rows_after_complete: usize,
 }
 
 struct OpenFile {
@@ -90,6 +92,8 @@ struct OpenFile {
     rows: usize,
     opened_at: Instant,
     written_at: Instant,
+    /// The directory was already marked complete when the file opened.
+    after_complete: bool,
 }
 
 impl OpenFile {
@@ -287,6 +291,7 @@ impl Sink {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
                     let dir = self.layout.table_dir().join(v.key());
+                    let after_complete = dir.join(crate::lake::commit::SUCCESS).exists();
                     let name = format!("part-{stream}-{partition}-{first}");
                     let pending = PendingFile::create(&dir, &name)?;
                     let writer = ArrowWriter::try_new(
@@ -307,6 +312,7 @@ impl Sink {
                         rows: 0,
                         opened_at: now,
                         written_at: now,
+                        after_complete,
                     })
                 }
             };
@@ -427,6 +433,9 @@ impl Sink {
             ..Sealed::default()
         };
         for (_, f) in open.files {
+            if f.after_complete {
+                report.rows_after_complete += f.rows;
+            }
             let dest = f
                 .dir
                 .join(Layout::file_name(stream, partition, f.first, f.last));

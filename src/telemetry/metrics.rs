@@ -73,6 +73,8 @@ pub struct Metrics {
     pub buffered_events: Gauge,
     pub evicted_keys: Counter,
     pub memory_bytes: Gauge,
+    pub partitions_complete: Counter,
+    pub rows_after_complete: Counter,
     pub memory_pauses: Counter,
     latency: Arc<LatencySet>,
     pub health: Health,
@@ -112,6 +114,8 @@ impl Metrics {
             buffered_events: Gauge::default(),
             evicted_keys: Counter::default(),
             memory_bytes: Gauge::default(),
+            partitions_complete: Counter::default(),
+            rows_after_complete: Counter::default(),
             memory_pauses: Counter::default(),
             latency: Arc::new(LatencySet::default()),
             health: Health::default(),
@@ -208,6 +212,12 @@ impl Metrics {
             "Early flushes because the memory budget was reached",
             m.memory_pauses.clone(),
         );
+        r.register(
+            "normlake_partitions_complete",
+            "Hive partitions marked complete with _SUCCESS",
+            m.partitions_complete.clone(),
+        );
+        r.register("normlake_rows_after_complete", "Rows written into a partition already marked complete (processing time or emit_unchanged)", m.rows_after_complete.clone());
         r.register_collector(Box::new(LatencyCollector(m.latency.clone())));
         Metrics {
             registry: Arc::new(r),
