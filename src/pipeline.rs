@@ -176,6 +176,7 @@ pub fn process_offline(
 #[derive(Serialize)]
 struct CheckpointRef<'a> {
     version: u32,
+    shape: &'a Shape,
     next: i64,
     state: &'a PartitionState<RowMeta>,
 }
@@ -183,12 +184,41 @@ struct CheckpointRef<'a> {
 #[derive(Deserialize)]
 struct Checkpoint {
     version: u32,
+    shape: Shape,
     next: i64,
     state: PartitionState<RowMeta>,
 }
 
-/// Bumped whenever the checkpointed state changes shape (2: rows keep their Kafka time).
-const CHECKPOINT_VERSION: u32 = 2;
+/// What the checkpointed state is laid out by: its accumulators, the features and the
+/// pass-through fields of buffered events. A checkpoint of another shape (the configuration
+/// gained or lost a feature or a normalization) is migrated by name on recovery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Shape {
+    accs: Vec<String>,
+    features: Vec<String>,
+    passthrough: Vec<String>,
+}
+
+impl Shape {
+    fn of(cfg: &Config, engine: &Engine) -> Shape {
+        Shape {
+            accs: engine.acc_signatures(),
+            features: cfg.plan.features.clone(),
+            passthrough: cfg.input.passthrough.clone(),
+        }
+    }
+}
+
+/// For each name of `new`, its index in `old`.
+fn index_map(old: &[String], new: &[String]) -> Vec<Option<usize>> {
+    new.iter()
+        .map(|n| old.iter().position(|o| o == n))
+        .collect()
+}
+
+/// Bumped whenever the checkpoint's own format changes (2: rows keep their Kafka time; 3: the
+/// checkpoint records its shape). Configuration changes are handled by `Shape`.
+const CHECKPOINT_VERSION: u32 = 3;
 
 struct PartitionProgress {
     norm: PartitionState<RowMeta>,
@@ -235,6 +265,7 @@ pub struct Processor {
     memory: MemoryConfig,
     budget_checked: Instant,
     partitioning: Partitioning,
+    shape: Shape,
     /// `_SUCCESS` markers: partition directories not yet complete, with their bucket's end.
     markers: Option<Markers>,
     budget_evicted: u64,
@@ -264,6 +295,7 @@ impl Processor {
         metrics: Metrics,
     ) -> Result<Processor, PipelineError> {
         let engine = Engine::new(cfg.plan.clone());
+        let shape = Shape::of(cfg, &engine);
         let schema = Arc::new(output_schema(cfg));
         let floats: Vec<&str> = schema.float_columns().collect();
         let hash = config_hash(cfg);
@@ -316,6 +348,7 @@ impl Processor {
             metrics,
             memory: cfg.memory.clone(),
             partitioning: cfg.partitioning.clone(),
+            shape,
             markers: cfg.lake.success_marker.enabled.then(|| Markers {
                 delay_ms: cfg.lake.success_marker.delay.millis(),
                 unmarked: BTreeMap::new(),
@@ -448,6 +481,29 @@ impl Processor {
                     ckpt.version
                 ),
             ));
+        }
+        let mut ckpt = ckpt;
+        if ckpt.shape != self.shape {
+            let accs = index_map(&ckpt.shape.accs, &self.shape.accs);
+            let features = index_map(&ckpt.shape.features, &self.shape.features);
+            let pass = index_map(&ckpt.shape.passthrough, &self.shape.passthrough);
+            ckpt.state
+                .migrate(&self.engine, &accs, &features, |m: &mut RowMeta| {
+                    let old = std::mem::take(&mut m.passthrough);
+                    m.passthrough = pass
+                        .iter()
+                        .map(|from| from.and_then(|i| old.get(i).cloned()).flatten())
+                        .collect();
+                });
+            let kept = accs.iter().filter(|a| a.is_some()).count();
+            tracing::info!(
+                topic = stream,
+                partition,
+                kept,
+                new = accs.len() - kept,
+                dropped = ckpt.shape.accs.len().saturating_sub(kept),
+                "the configuration changed since the checkpoint: state migrated by name"
+            );
         }
         tracing::info!(
             topic = stream,
@@ -852,6 +908,7 @@ impl Processor {
         sealed.bytes += dead.bytes;
         let ckpt = postcard::to_stdvec(&CheckpointRef {
             version: CHECKPOINT_VERSION,
+            shape: &self.shape,
             next,
             state: &part.norm,
         })

@@ -237,6 +237,20 @@ impl Engine {
         Emitted::new(self.slots.len())
     }
 
+    /// What each of a key's accumulators is, in order: its output column, window and method.
+    /// A checkpoint records these so that a changed configuration can keep the state of every
+    /// normalization it still has.
+    pub fn acc_signatures(&self) -> Vec<String> {
+        self.accs
+            .iter()
+            .filter_map(|&(fi, ni)| {
+                let n = self.plan.norms.get(ni)?;
+                let f = self.plan.features.get(fi)?;
+                Some(format!("{f}_{}|{:?}|{:?}", n.name, n.window, n.method))
+            })
+            .collect()
+    }
+
     fn new_key(&self) -> KeyState {
         KeyState {
             accs: self
@@ -419,6 +433,43 @@ impl<P> PartitionState<P> {
         let before = self.keys.len();
         self.keys.retain(|_, k| k.newest_ts > horizon);
         self.counters.evicted_keys += (before - self.keys.len()) as u64;
+    }
+
+    /// Adapt state checkpointed under another configuration to this engine. `acc_from_old`
+    /// gives, for each of this engine's accumulators, the index of the same accumulator in the
+    /// old state (if it had it); new ones start empty, dropped ones are forgotten.
+    /// `feature_from_old` does the same for the feature values of buffered events, and
+    /// `payload` adapts their payloads.
+    pub fn migrate(
+        &mut self,
+        engine: &Engine,
+        acc_from_old: &[Option<usize>],
+        feature_from_old: &[Option<usize>],
+        mut payload: impl FnMut(&mut P),
+    ) {
+        let fresh = engine.new_key();
+        for k in self.keys.values_mut() {
+            let mut old = std::mem::take(&mut k.accs);
+            k.accs = acc_from_old
+                .iter()
+                .zip(&fresh.accs)
+                .map(|(from, new)| {
+                    from.and_then(|i| old.get_mut(i).map(|a| std::mem::replace(a, new.clone())))
+                        .unwrap_or_else(|| new.clone())
+                })
+                .collect();
+        }
+        self.pending.for_each_mut(|e| {
+            let old = std::mem::take(&mut e.features);
+            e.features = feature_from_old
+                .iter()
+                .map(|from| {
+                    from.and_then(|i| old.get(i).copied())
+                        .unwrap_or(FeatureValue::Missing)
+                })
+                .collect();
+            payload(&mut e.payload);
+        });
     }
 
     /// Estimated bytes this state holds in memory: keys with their window state, and buffered

@@ -92,6 +92,19 @@ impl<P> Reorder<P> {
         run.chain(behind).min()
     }
 
+    /// Change every buffered event in place (keys and times must stay as they are).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Event<P>)) {
+        self.run.iter_mut().for_each(&mut f);
+        let behind = std::mem::take(&mut self.behind);
+        self.behind = behind
+            .into_iter()
+            .map(|Reverse(ByTime(mut e))| {
+                f(&mut e);
+                Reverse(ByTime(e))
+            })
+            .collect();
+    }
+
     /// Every buffered event, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Event<P>> {
         self.run

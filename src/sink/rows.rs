@@ -69,8 +69,10 @@ impl OutputSchema {
                 fields.push(Field::new(c, DataType::Float64, true));
                 fields.push(Field::new(format!("{c}_center"), DataType::Float64, true));
                 fields.push(Field::new(format!("{c}_scale"), DataType::Float64, true));
-                fields.push(Field::new(format!("{c}_n"), DataType::Int64, false));
-                fields.push(Field::new(format!("{c}_status"), DataType::Utf8, false));
+                // Nullable although always set: a column a configuration adds is null in the
+                // files written before it, and readers merge the schemas as optional.
+                fields.push(Field::new(format!("{c}_n"), DataType::Int64, true));
+                fields.push(Field::new(format!("{c}_status"), DataType::Utf8, true));
             }
         }
         OutputSchema {

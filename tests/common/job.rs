@@ -71,6 +71,12 @@ pub fn produce(brokers: &str, topic: &str, n: u64) {
 
 /// `produce` over `keys` distinct keys.
 pub fn produce_keys(brokers: &str, topic: &str, n: u64, keys: usize) {
+    produce_from(brokers, topic, 0, n, keys);
+}
+
+/// Events `start..start + n` of the sequence (event times continue where an earlier call
+/// stopped).
+pub fn produce_from(brokers: &str, topic: &str, start: u64, n: u64, keys: usize) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -91,7 +97,7 @@ pub fn produce_keys(brokers: &str, topic: &str, n: u64, keys: usize) {
         seed: 7,
     };
     let mut fleet = normlake::generate::Fleet::new(&opts);
-    for i in 0..n {
+    for i in start..start + n {
         let m = fleet.next(1_795_000_000_000 + i as i64 * 20);
         let mut rec = BaseRecord::to(topic).key(&m.key).payload(&m.value);
         loop {
