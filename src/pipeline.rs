@@ -34,7 +34,9 @@ use crate::sink::{
     RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
 };
 use crate::source::dead_letter::KafkaDeadLetters;
-use crate::source::{self, CommitRequest, PartitionId, RawRecord, SourceError, SourceEvent};
+use crate::source::{
+    self, CommitRequest, PartitionId, RawRecord, Seeked, SourceError, SourceEvent,
+};
 use crate::telemetry::{LatencySource, Metrics, Progress, RunSummary, StateFigures, unix_ms};
 use parquet::file::properties::EnabledStatistics;
 
@@ -99,17 +101,21 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let (tx, rx) = sync_channel::<SourceEvent>(CHANNEL_CHUNKS);
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<CommitRequest>();
+    let (seeked_tx, seeked_rx) = std::sync::mpsc::channel::<Seeked>();
     let stop = Arc::new(AtomicBool::new(false));
     let source = source::spawn(
         &cfg.kafka,
         opts.until_end,
-        tx,
-        commit_rx,
-        stop.clone(),
+        source::Links {
+            to_processor: tx,
+            commits: commit_rx,
+            seeked: seeked_tx,
+            stop: stop.clone(),
+        },
         opts.metrics.clone(),
         cfg.memory.input_bytes(),
     )?;
-    let processor = Processor::new(&cfg, commit_tx, opts.metrics.clone())?;
+    let processor = Processor::new(&cfg, commit_tx, seeked_rx, opts.metrics.clone())?;
     let progress_every = opts.progress_every;
     let mut worker = tokio::task::spawn_blocking(move || processor.run(rx, progress_every));
     tokio::pin!(shutdown);
@@ -146,7 +152,9 @@ pub fn process_offline(
     metrics: Metrics,
 ) -> Result<RunSummary, PipelineError> {
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<CommitRequest>();
-    let processor = Processor::new(cfg, commit_tx, metrics)?;
+    // Nothing seeks here: the sender is dropped at once.
+    let (_, seeked_rx) = std::sync::mpsc::channel::<Seeked>();
+    let processor = Processor::new(cfg, commit_tx, seeked_rx, metrics)?;
     let (tx, rx) = sync_channel::<SourceEvent>(16);
     // Stands in for the source: hands over the records, answers the final commit.
     let feeder = std::thread::spawn(move || {
@@ -154,6 +162,7 @@ pub fn process_offline(
         let _ = tx.send(SourceEvent::Assigned {
             parts: partitions,
             reply,
+            generation: 0,
         });
         for batch in batches {
             if tx.send(SourceEvent::Records(batch)).is_err() {
@@ -232,8 +241,12 @@ struct PartitionProgress {
     dirty_since: Option<Instant>,
     /// After a failed roll: when to recover from the lake, and the back-off so far.
     failed: Option<(Instant, Duration)>,
-    /// A seek back to this offset was requested and its records have not arrived yet.
-    seeking: Option<i64>,
+    /// A seek to this position was requested and the source has not reported it done:
+    /// every record of the partition is in flight from before it and is dropped.
+    seeking: Option<Option<i64>>,
+    /// Records of earlier source generations (read before the last assignment or seek) are
+    /// stale and dropped.
+    min_generation: u64,
 }
 
 impl PartitionProgress {
@@ -246,6 +259,7 @@ impl PartitionProgress {
             dirty_since: None,
             failed: None,
             seeking: None,
+            min_generation: 0,
         }
     }
 }
@@ -260,6 +274,7 @@ pub struct Processor {
     max_age: Duration,
     parts: HashMap<PartitionId, PartitionProgress>,
     to_source: Sender<CommitRequest>,
+    seeked: Receiver<Seeked>,
     metrics: Metrics,
     dead_by_reason: BTreeMap<&'static str, u64>,
     memory: MemoryConfig,
@@ -292,6 +307,7 @@ impl Processor {
     pub fn new(
         cfg: &Config,
         to_source: Sender<CommitRequest>,
+        seeked: Receiver<Seeked>,
         metrics: Metrics,
     ) -> Result<Processor, PipelineError> {
         let engine = Engine::new(cfg.plan.clone());
@@ -345,6 +361,7 @@ impl Processor {
             max_age: cfg.lake.rolling.max_age.0,
             parts: HashMap::new(),
             to_source,
+            seeked,
             metrics,
             memory: cfg.memory.clone(),
             partitioning: cfg.partitioning.clone(),
@@ -375,10 +392,22 @@ impl Processor {
         while let Ok(ev) = rx.recv() {
             let now = Instant::now();
             match ev {
-                SourceEvent::Records(records) => self.records(records, now)?,
-                SourceEvent::Tick => {}
-                SourceEvent::Assigned { parts, reply } => {
+                SourceEvent::Records(records) => {
+                    self.seeks_done();
+                    self.records(records, now)?
+                }
+                SourceEvent::Tick => self.seeks_done(),
+                SourceEvent::Assigned {
+                    parts,
+                    reply,
+                    generation,
+                } => {
                     let (positions, result) = self.assigned(&parts);
+                    for key in &parts {
+                        if let Some(p) = self.parts.get_mut(key) {
+                            p.min_generation = generation;
+                        }
+                    }
                     let _ = reply.send(positions);
                     self.owned_changed();
                     result?;
@@ -427,6 +456,23 @@ impl Processor {
     fn abandon_work(&mut self, parts: &[PartitionId]) {
         self.sink.abandon(parts);
         self.dead.abandon(parts);
+    }
+
+    /// Take the source's reports of seeks carried out: from their generation on, a partition's
+    /// records come from the requested position. A failed seek is asked again.
+    fn seeks_done(&mut self) {
+        while let Ok(s) = self.seeked.try_recv() {
+            let Some(p) = self.parts.get_mut(&s.part) else {
+                continue;
+            };
+            let Some(target) = p.seeking else { continue };
+            if s.ok {
+                p.seeking = None;
+                p.min_generation = p.min_generation.max(s.generation);
+            } else {
+                let _ = self.to_source.send(CommitRequest::seek(s.part, target));
+            }
+        }
     }
 
     fn owned_changed(&self) {
@@ -522,6 +568,7 @@ impl Processor {
             dirty_since: None,
             failed: None,
             seeking: None,
+            min_generation: 0,
         })
     }
 
@@ -548,29 +595,34 @@ impl Processor {
                 // Not ours (any more): a revoked partition's last records.
                 continue;
             };
-            if part.failed.is_some() {
-                // Waiting to recover after a failed roll: these are read again after the seek.
+            if part.failed.is_some() || part.seeking.is_some() {
+                // Waiting to recover after a failed roll, or for a seek: these records are
+                // read again after the seek.
                 continue;
             }
             let evicted_before = part.norm.counters.evicted_keys;
             for r in run {
+                if r.generation < part.min_generation {
+                    // Read before the partition's last assignment or seek: stale.
+                    continue;
+                }
+                if part.seeking.is_some() {
+                    continue;
+                }
                 let expected = *part.next.get_or_insert(r.offset);
                 if r.offset < expected {
                     // Already processed (a re-delivery): never twice.
                     continue;
                 }
                 if r.offset > expected {
-                    // Ahead of the lake position: in flight from before a seek, or the consumer
-                    // started elsewhere. Never skip ahead; make sure a seek back is on its way.
-                    if part.seeking != Some(expected) {
-                        part.seeking = Some(expected);
-                        let _ = self
-                            .to_source
-                            .send(CommitRequest::seek(key.clone(), Some(expected)));
-                    }
+                    // Ahead of the lake position: the consumer is somewhere else. Never skip
+                    // ahead: seek back, and drop what comes until the source reports the seek.
+                    part.seeking = Some(Some(expected));
+                    let _ = self
+                        .to_source
+                        .send(CommitRequest::seek(key.clone(), Some(expected)));
                     continue;
                 }
-                part.seeking = None;
                 part.next = Some(r.offset + 1);
                 part.dirty_since.get_or_insert(now);
                 let reject =
@@ -871,7 +923,8 @@ impl Processor {
             match self.recover(&key) {
                 Ok(mut p) => {
                     let position = p.next;
-                    p.seeking = position;
+                    p.seeking = Some(position);
+                    p.min_generation = self.parts.get(&key).map_or(0, |old| old.min_generation);
                     self.parts.insert(key.clone(), p);
                     let _ = self
                         .to_source
@@ -1098,4 +1151,81 @@ pub fn config_hash(cfg: &Config) -> String {
     );
     let digest = sha2::Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &Arc<str>, offset: i64, generation: u64) -> RawRecord {
+        RawRecord {
+            topic: topic.clone(),
+            partition: 0,
+            offset,
+            key: None,
+            value: format!(
+                r#"{{"sensor_id":"k{}","ts":{},"temp":{offset}}}"#,
+                offset % 3,
+                1_795_000_000_000 + offset * 1000
+            )
+            .into_bytes(),
+            timestamp_ms: None,
+            generation,
+        }
+    }
+
+    /// A roll fails while nothing is committed yet, so the partition restarts from the
+    /// beginning. Records read before that seek are still in flight; they must not be taken
+    /// as the new beginning (which would skip everything before them).
+    #[test]
+    fn records_in_flight_from_before_a_seek_are_not_a_new_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[kafka]\nbrokers = \"unused:9092\"\ntopics = [\"t\"]\n[input]\nkey_field = \"sensor_id\"\nfeatures = [\"temp\"]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"expanding\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_rows = 10\n",
+            dir.path().display()
+        );
+        let cfg = Config::from_toml(&text, Vec::new()).unwrap();
+        // A file where the first hour's directory must go: every roll fails.
+        std::fs::create_dir_all(dir.path().join("t")).unwrap();
+        let blocker = dir.path().join("t/dt=2026-11-18");
+        std::fs::write(&blocker, b"in the way").unwrap();
+
+        let (commit_tx, commit_rx) = std::sync::mpsc::channel();
+        let (seeked_tx, seeked_rx) = std::sync::mpsc::channel();
+        let mut p = Processor::new(&cfg, commit_tx, seeked_rx, Metrics::new()).unwrap();
+        let topic: Arc<str> = "t".into();
+        let key: PartitionId = (topic.clone(), 0);
+        p.assigned(std::slice::from_ref(&key)).1.unwrap();
+        p.parts.get_mut(&key).unwrap().min_generation = 1;
+        let t0 = Instant::now();
+        p.records((0..20).map(|o| record(&topic, o, 1)).collect(), t0)
+            .unwrap();
+        p.roll_due(t0);
+        assert!(p.parts[&key].failed.is_some(), "the roll failed");
+        // After the back-off the partition is recovered (nothing committed) and seeks back.
+        let later = t0 + Duration::from_secs(1);
+        p.retry_failed(later);
+        let seek = commit_rx.try_iter().find(|r| !r.seek.is_empty()).unwrap();
+        assert_eq!(seek.seek, vec![(key.clone(), None)]);
+        // Records 12.. were read before the seek and arrive now: dropped.
+        p.records((12..20).map(|o| record(&topic, o, 1)).collect(), later)
+            .unwrap();
+        assert_eq!(p.parts[&key].next, None, "no new start from stale records");
+        // The source reports the seek; records from the beginning arrive.
+        std::fs::remove_file(&blocker).unwrap();
+        seeked_tx
+            .send(Seeked {
+                part: key.clone(),
+                generation: 2,
+                ok: true,
+            })
+            .unwrap();
+        p.seeks_done();
+        p.records((0..20).map(|o| record(&topic, o, 2)).collect(), later)
+            .unwrap();
+        assert_eq!(p.parts[&key].next, Some(20));
+        p.finish_all(later).unwrap();
+        p.roll(&key).unwrap();
+        assert_eq!(p.metrics.rows_written.get(), 20, "every record, once");
+    }
 }

@@ -291,6 +291,7 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
     j.terminate();
     assert_eq!(j.wait(Duration::from_secs(60)), Some(true));
     job::run_to_end(&cfg, &s.log("flaky"));
+    let _ = std::fs::copy(s.log("flaky"), "/tmp/flaky.log");
     no_temp_files(&lake);
     job::assert_same(&job::content(&lake), &want);
 }

@@ -166,6 +166,7 @@ proptest! {
                 key,
                 value,
                 timestamp_ms: ts,
+                generation: 0,
             })
             .collect();
         let n = raw.len() as u64;

@@ -21,8 +21,8 @@ pub mod dead_letter;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,10 @@ pub struct RawRecord {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub timestamp_ms: Option<i64>,
+    /// The source's generation when the record was read. Every assignment and every seek
+    /// starts a new generation, so the processor can tell records read before a seek (still
+    /// in flight) from records read after it.
+    pub generation: u64,
 }
 
 /// What the source hands the processor.
@@ -85,6 +89,8 @@ pub enum SourceEvent {
     Assigned {
         parts: Vec<PartitionId>,
         reply: SyncSender<HashMap<PartitionId, Option<i64>>>,
+        /// Records of these partitions from earlier generations are stale.
+        generation: u64,
     },
     /// These partitions are being taken away: abandon their in-flight work, then acknowledge.
     Revoked {
@@ -120,10 +126,20 @@ impl CommitRequest {
 /// How long a rebalance callback waits for the processor before going on without it.
 const REBALANCE_WAIT: Duration = Duration::from_secs(120);
 
+/// A seek the source carried out: records of the partition from `generation` on are read
+/// from the new position (`ok` false: the seek failed and should be asked again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seeked {
+    pub part: PartitionId,
+    pub generation: u64,
+    pub ok: bool,
+}
+
 /// Runs inside `poll` on the source thread, so it may wait for the processor.
 pub struct SourceContext {
     to_processor: SyncSender<SourceEvent>,
     metrics: Metrics,
+    generation: Arc<AtomicU64>,
 }
 
 impl ClientContext for SourceContext {
@@ -152,9 +168,14 @@ impl SourceContext {
     /// Ask the processor for the lake positions of `parts`.
     fn positions(&self, parts: Vec<PartitionId>) -> HashMap<PartitionId, Option<i64>> {
         let (reply, answer) = sync_channel(1);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         if self
             .to_processor
-            .send(SourceEvent::Assigned { parts, reply })
+            .send(SourceEvent::Assigned {
+                parts,
+                reply,
+                generation,
+            })
             .is_err()
         {
             return HashMap::new();
@@ -264,20 +285,37 @@ const POLL: Duration = Duration::from_millis(100);
 
 type Kafka = BaseConsumer<SourceContext>;
 
+/// The source's connections to the rest of the job.
+pub struct Links {
+    /// Records and events, bounded (back-pressure).
+    pub to_processor: SyncSender<SourceEvent>,
+    /// Group commits and seeks the processor asks for.
+    pub commits: Receiver<CommitRequest>,
+    /// Seeks carried out.
+    pub seeked: Sender<Seeked>,
+    /// Set on shutdown.
+    pub stop: Arc<AtomicBool>,
+}
+
 /// Start the source thread.
 pub fn spawn(
     cfg: &KafkaConfig,
     bounded: bool,
-    to_processor: SyncSender<SourceEvent>,
-    commits: Receiver<CommitRequest>,
-    stop: Arc<AtomicBool>,
+    links: Links,
     metrics: Metrics,
     input_bytes: u64,
 ) -> Result<JoinHandle<Result<(), SourceError>>, SourceError> {
+    let Links {
+        to_processor,
+        commits,
+        seeked,
+        stop,
+    } = links;
     let consumer: Kafka = client_config(cfg, input_bytes)
         .create_with_context(SourceContext {
             to_processor: to_processor.clone(),
             metrics,
+            generation: Arc::new(AtomicU64::new(0)),
         })
         .map_err(SourceError::Create)?;
     let topics = cfg.topics.clone();
@@ -291,6 +329,7 @@ pub fn spawn(
                 stop,
                 remaining: None,
                 names: HashMap::new(),
+                seeked,
             };
             s.run(&topics, bounded)
         })
@@ -305,6 +344,9 @@ struct SourceLoop {
     /// Bounded mode: end offset (exclusive) of every partition not yet finished.
     remaining: Option<HashMap<PartitionId, i64>>,
     names: HashMap<String, Arc<str>>,
+    /// Where seeks are reported: a channel of its own, never full, so reporting cannot wait
+    /// for a processor that waits for this thread.
+    seeked: Sender<Seeked>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -480,6 +522,7 @@ impl SourceLoop {
                     _ => continue,
                 }
             }
+            let generation = self.consumer.context().generation.load(Ordering::SeqCst);
             records.push(RawRecord {
                 topic,
                 partition,
@@ -487,6 +530,7 @@ impl SourceLoop {
                 key,
                 value,
                 timestamp_ms,
+                generation,
             });
         }
         records
@@ -495,9 +539,26 @@ impl SourceLoop {
     fn commit(&self, req: CommitRequest) {
         for ((t, p), pos) in &req.seek {
             let offset = pos.map_or(Offset::Beginning, Offset::Offset);
-            if let Err(e) = self.consumer.seek(t, *p, offset, TIMEOUT) {
-                tracing::error!(topic = %t, partition = p, error = %e, "seek back to the lake position failed");
-            }
+            let ok = match self.consumer.seek(t, *p, offset, TIMEOUT) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(topic = %t, partition = p, error = %e, "seek back to the lake position failed");
+                    false
+                }
+            };
+            // Records polled from now on carry the new generation; the report goes out before
+            // any of them, so the processor knows which records predate the seek.
+            let generation = self
+                .consumer
+                .context()
+                .generation
+                .fetch_add(1, Ordering::SeqCst)
+                + 1;
+            let _ = self.seeked.send(Seeked {
+                part: (t.clone(), *p),
+                generation,
+                ok,
+            });
         }
         let mut tpl = TopicPartitionList::new();
         for (t, p, o) in &req.offsets {
