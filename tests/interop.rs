@@ -62,19 +62,14 @@ async fn duckdb_pyarrow_and_spark_read_what_normlake_wrote() {
     std::fs::write(&ddl_file, &ddl.stdout).expect("write ddl");
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_lake.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(root.join("t"))
-        .arg(&ddl_file)
-        .arg(dir.path().join("spark"))
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "the readers failed (scripts/test installs duckdb, pyarrow and pyspark):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let table = root.join("t");
+    let spark_dir = dir.path().join("spark");
+    let seen = common::python_json([
+        std::ffi::OsStr::new(script),
+        table.as_ref(),
+        ddl_file.as_ref(),
+        spark_dir.as_ref(),
+    ]);
     for engine in ["duckdb", "pyarrow", "spark"] {
         let e = &seen[engine];
         assert_eq!(

@@ -144,17 +144,8 @@ for s in a:
     counts[s] = counts.get(s, 0) + 1
 print(json.dumps({"duckdb": {str(k): v for k, v in d}, "pyarrow": {str(k): v for k, v in counts.items()}}))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(root.join("t"))
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let table = root.join("t");
+    let seen = common::python_json([std::ffi::OsStr::new("-c"), script.as_ref(), table.as_ref()]);
     for engine in ["duckdb", "pyarrow"] {
         let got: BTreeMap<String, u64> =
             serde_json::from_value(seen[engine].clone()).expect("counts");

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use common::broker::Broker;
 use common::job;
@@ -99,17 +98,8 @@ tab = ds.dataset(t, format="parquet", partitioning="hive", schema=schema).to_tab
 a = [tab.num_rows, tab.num_rows - tab.column("pres_bn_status").null_count, tab.num_rows - tab.column("temp_z1m_status").null_count]
 print(json.dumps({"duckdb": list(d), "pyarrow": a}))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(root.join("t"))
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let table = root.join("t");
+    let seen = common::python_json([std::ffi::OsStr::new("-c"), script.as_ref(), table.as_ref()]);
     let rows_in = |files: &[std::path::PathBuf]| -> u64 {
         files
             .iter()

@@ -63,3 +63,22 @@ pub fn golden_config(
         lake_root.display()
     )
 }
+
+/// Run `python3` with these arguments and parse what it prints as JSON. The lake readers it
+/// imports (DuckDB, pyarrow, pyspark) are installed by `scripts/test`.
+pub fn python_json<I, S>(args: I) -> serde_json::Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = std::process::Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the readers failed (scripts/test installs duckdb, pyarrow and pyspark):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
