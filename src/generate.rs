@@ -13,7 +13,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,36 @@ pub enum GenerateError {
     Send { topic: String, source: KafkaError },
     #[error("the producer thread failed: {0}")]
     Thread(String),
+    #[error(
+        "{failed} of {sent} events were not delivered to topic {topic} (does it exist?): {last}"
+    )]
+    Undelivered {
+        topic: String,
+        sent: u64,
+        failed: u64,
+        last: String,
+    },
+}
+
+/// Counts delivery failures (a `send` only queues a message).
+#[derive(Default)]
+struct Deliveries {
+    failed: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        }
+    }
 }
 
 /// What to produce.
@@ -172,8 +202,9 @@ fn produce(
     for (k, v) in properties {
         cfg.set(k, v);
     }
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        cfg.create().map_err(GenerateError::Create)?;
+    let producer: ThreadedProducer<Deliveries> = cfg
+        .create_with_context(Deliveries::default())
+        .map_err(GenerateError::Create)?;
     let mut fleet = Fleet::new(opts);
     let mut summary = GenerateSummary::default();
     let start = Instant::now();
@@ -223,6 +254,21 @@ fn produce(
             topic: opts.topic.clone(),
             source,
         })?;
+    let ctx = producer.context();
+    let failed = ctx.failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        return Err(GenerateError::Undelivered {
+            topic: opts.topic.clone(),
+            sent: summary.sent,
+            failed,
+            last: ctx
+                .last
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default(),
+        });
+    }
     Ok(summary)
 }
 
