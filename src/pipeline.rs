@@ -947,6 +947,10 @@ impl Processor {
         let Some(part) = self.parts.get(key) else {
             return Ok(());
         };
+        if part.failed.is_some() {
+            // Its uncommitted work was abandoned: committing its position would skip it.
+            return Ok(());
+        }
         let Some(next) = part.next else {
             return Ok(());
         };
@@ -1202,6 +1206,12 @@ mod tests {
             .unwrap();
         p.roll_due(t0);
         assert!(p.parts[&key].failed.is_some(), "the roll failed");
+        // Nothing may commit a failed partition's position: its rows were abandoned.
+        p.roll(&key).unwrap();
+        assert!(
+            lake_commit::latest(&p.layout, "t", 0).unwrap().is_none(),
+            "a failed partition was committed"
+        );
         // After the back-off the partition is recovered (nothing committed) and seeks back.
         let later = t0 + Duration::from_secs(1);
         p.retry_failed(later);
