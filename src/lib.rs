@@ -3,15 +3,19 @@
 //! # Layout
 //! Modules follow the data, and each owns one concern:
 //! - [`config`]: the TOML file, environment overrides, validation that reports every error.
-//! - [`source`]: the Kafka consumer; the only module that knows rdkafka.
+//! - [`source`]: the Kafka consumer, and the Kafka dead-letter destination; the only module
+//!   that knows rdkafka.
 //! - [`decode`]: message bytes → typed fields, or a dead-letter reason.
 //! - [`normalize`]: the statistics (pure, synchronous, no I/O); knows nothing of Kafka or files.
-//! - [`sink`]: rows → Arrow → Parquet files, partitioned and rolled; knows nothing of Kafka.
-//! - [`lake`]: the table's layout on disk: paths, Hive partition values, atomic placement.
-//! - [`telemetry`]: logging setup, counters and latency histograms.
+//! - [`sink`]: rows → Arrow → Parquet files, partitioned and rolled; the dead-letter trait and
+//!   its lake destination; knows nothing of Kafka.
+//! - [`lake`]: the table's layout on disk: Hive partitioning and escaping, atomic placement,
+//!   the commit log, checkpoints, `_SUCCESS` markers.
+//! - [`telemetry`]: logging, Prometheus metrics, hdrhistogram latency, the HTTP endpoints.
 //! - [`pipeline`]: the wiring; the one place that knows every stage.
 //! - [`generate`], [`demo`]: the synthetic producer and the embedded demo.
-//! - [`cli`]: the commands of the `normlake` binary (`run`, `validate-config`, `generate`, `demo`).
+//! - [`cli`]: the commands of the `normlake` binary (`run`, `validate-config`, `ddl`,
+//!   `generate`, `demo`).
 
 pub mod cli;
 pub mod config;
