@@ -833,6 +833,17 @@ fn build_partitioning(
                 .map(String::as_str),
         )
         .collect();
+    // The pattern and the zone are checked apart, so that both mistakes are reported.
+    let pattern = Partitioning::new(&p.time, "UTC", Vec::new());
+    if p.time_zone.parse::<chrono_tz::Tz>().is_err()
+        && let Err(e) = Partitioning::new("", &p.time_zone, Vec::new())
+    {
+        c.err("lake.partitioning.time_zone", e.to_string());
+        if let Err(e) = pattern {
+            c.err("lake.partitioning.time", e.to_string());
+        }
+        return None;
+    }
     match Partitioning::new(&p.time, &p.time_zone, fields) {
         Ok(built) => {
             let time_columns = built.columns().len() - p.fields.len().min(built.columns().len());

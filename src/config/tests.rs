@@ -193,6 +193,11 @@ fn partitioning_is_checked_with_field_names() {
         ["lake.partitioning.time"]
     );
     assert_eq!(
+        fields("[lake.partitioning]\ntime = \"dt=%Q\"\ntime_zone = \"Mars/Base\""),
+        ["lake.partitioning.time_zone", "lake.partitioning.time"],
+        "both mistakes at once"
+    );
+    assert_eq!(
         fields("[lake.partitioning]\ntime = \"key=%Y\""),
         ["lake.partitioning.time"],
         "a partition column may not shadow a file column"
