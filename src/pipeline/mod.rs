@@ -14,6 +14,15 @@
 //! in-flight work is abandoned; after a failed roll it is recovered from the lake again after
 //! a back-off, and reading resumes from the lake's position.
 
+mod budget;
+mod checkpoint;
+mod markers;
+mod output;
+#[cfg(test)]
+mod tests;
+
+pub use output::{config_hash, output_schema, parquet_settings};
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -21,24 +30,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, sync_channel};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{Config, DeadLetterDestination, MemoryConfig, StatisticsLevel};
+use crate::config::{Config, DeadLetterDestination, MemoryConfig};
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::{self as lake_commit, CommitError, FileMove};
-use crate::lake::partition::Partitioning;
 use crate::normalize::{Engine, Event, PartitionState};
 use crate::sink::{
-    DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, OutputSchema, ParquetSettings,
-    RollingPolicy, RowMeta, Sink, SinkError, writer_properties,
+    DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, RollingPolicy, RowMeta, Sink, SinkError,
+    writer_properties,
 };
 use crate::source::dead_letter::KafkaDeadLetters;
 use crate::source::{
     self, CommitRequest, PartitionId, RawRecord, Seeked, SourceError, SourceEvent,
 };
 use crate::telemetry::{LatencySource, Metrics, Progress, RunSummary, StateFigures, unix_ms};
-use parquet::file::properties::EnabledStatistics;
+use checkpoint::Shape;
+use markers::Markers;
 
 /// Failures of a run, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -181,54 +188,6 @@ pub fn process_offline(
     result
 }
 
-/// What a checkpoint holds: the state that produced the committed rows and the next offset.
-#[derive(Serialize)]
-struct CheckpointRef<'a> {
-    version: u32,
-    shape: &'a Shape,
-    next: i64,
-    state: &'a PartitionState<RowMeta>,
-}
-
-#[derive(Deserialize)]
-struct Checkpoint {
-    version: u32,
-    shape: Shape,
-    next: i64,
-    state: PartitionState<RowMeta>,
-}
-
-/// What the checkpointed state is laid out by: its accumulators, the features and the
-/// pass-through fields of buffered events. A checkpoint of another shape (the configuration
-/// gained or lost a feature or a normalization) is migrated by name on recovery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Shape {
-    accs: Vec<String>,
-    features: Vec<String>,
-    passthrough: Vec<String>,
-}
-
-impl Shape {
-    fn of(cfg: &Config, engine: &Engine) -> Shape {
-        Shape {
-            accs: engine.acc_signatures(),
-            features: cfg.plan.features.clone(),
-            passthrough: cfg.input.passthrough.clone(),
-        }
-    }
-}
-
-/// For each name of `new`, its index in `old`.
-fn index_map(old: &[String], new: &[String]) -> Vec<Option<usize>> {
-    new.iter()
-        .map(|n| old.iter().position(|o| o == n))
-        .collect()
-}
-
-/// Bumped whenever the checkpoint's own format changes (2: rows keep their Kafka time; 3: the
-/// checkpoint records its shape). Configuration changes are handled by `Shape`.
-const CHECKPOINT_VERSION: u32 = 3;
-
 struct PartitionProgress {
     norm: PartitionState<RowMeta>,
     /// Next offset to read (`None`: nothing read and nothing committed yet).
@@ -279,7 +238,6 @@ pub struct Processor {
     dead_by_reason: BTreeMap<&'static str, u64>,
     memory: MemoryConfig,
     budget_checked: Instant,
-    partitioning: Partitioning,
     shape: Shape,
     /// `_SUCCESS` markers: partition directories not yet complete, with their bucket's end.
     markers: Option<Markers>,
@@ -293,14 +251,6 @@ pub struct Processor {
 /// busy, few enough to count little against the memory budget.
 const CHANNEL_CHUNKS: usize = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const BUDGET_CHECK: Duration = Duration::from_millis(100);
-const MARKER_CHECK: Duration = Duration::from_secs(1);
-
-struct Markers {
-    delay_ms: i64,
-    unmarked: BTreeMap<String, i64>,
-    checked: Instant,
-}
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Processor {
@@ -364,9 +314,9 @@ impl Processor {
             seeked,
             metrics,
             memory: cfg.memory.clone(),
-            partitioning: cfg.partitioning.clone(),
             shape,
             markers: cfg.lake.success_marker.enabled.then(|| Markers {
+                partitioning: cfg.partitioning.clone(),
                 delay_ms: cfg.lake.success_marker.delay.millis(),
                 unmarked: BTreeMap::new(),
                 checked: Instant::now(),
@@ -517,37 +467,15 @@ impl Processor {
             op,
             message,
         };
-        let ckpt: Checkpoint =
-            postcard::from_bytes(&found.checkpoint).map_err(|e| ckpt_err("read", e.to_string()))?;
-        if ckpt.version != CHECKPOINT_VERSION {
-            return Err(ckpt_err(
-                "read",
-                format!(
-                    "version {} (this build reads {CHECKPOINT_VERSION})",
-                    ckpt.version
-                ),
-            ));
-        }
-        let mut ckpt = ckpt;
-        if ckpt.shape != self.shape {
-            let accs = index_map(&ckpt.shape.accs, &self.shape.accs);
-            let features = index_map(&ckpt.shape.features, &self.shape.features);
-            let pass = index_map(&ckpt.shape.passthrough, &self.shape.passthrough);
-            ckpt.state
-                .migrate(&self.engine, &accs, &features, |m: &mut RowMeta| {
-                    let old = std::mem::take(&mut m.passthrough);
-                    m.passthrough = pass
-                        .iter()
-                        .map(|from| from.and_then(|i| old.get(i).cloned()).flatten())
-                        .collect();
-                });
-            let kept = accs.iter().filter(|a| a.is_some()).count();
+        let ckpt = checkpoint::decode(&found.checkpoint, &self.shape, &self.engine)
+            .map_err(|m| ckpt_err("read", m))?;
+        if let Some((kept, new, dropped)) = ckpt.migrated {
             tracing::info!(
                 topic = stream,
                 partition,
                 kept,
-                new = accs.len() - kept,
-                dropped = ckpt.shape.accs.len().saturating_sub(kept),
+                new,
+                dropped,
                 "the configuration changed since the checkpoint: state migrated by name"
             );
         }
@@ -746,152 +674,6 @@ impl Processor {
         }
     }
 
-    /// Keep buffered rows and state within the memory budget: flush the open files' row groups
-    /// when rows use more than their share, and evict the least recently updated keys when
-    /// state does. Runs at most every `BUDGET_CHECK`, since measuring walks every key.
-    fn enforce_budget(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.budget_checked) < BUDGET_CHECK {
-            return;
-        }
-        self.budget_checked = now;
-        let sink = self.sink_bytes();
-        let payload = |m: &RowMeta| {
-            m.passthrough
-                .iter()
-                .flatten()
-                .map(|s| s.capacity() + std::mem::size_of::<String>())
-                .sum::<usize>()
-                + m.passthrough.capacity() * std::mem::size_of::<Option<String>>()
-        };
-        let state: Vec<(PartitionId, usize, usize)> = self
-            .parts
-            .iter()
-            .map(|(k, p)| {
-                let (keys, pending) = p.norm.memory_bytes(payload);
-                (k.clone(), keys, pending)
-            })
-            .collect();
-        let state_total: usize = state.iter().map(|(_, k, p)| k + p).sum();
-        self.metrics.memory_bytes.set((sink + state_total) as i64);
-        tracing::debug!(
-            sink_bytes = sink,
-            state_bytes = state_total,
-            "memory accounted"
-        );
-        if sink as u64 > self.memory.sink_bytes() {
-            self.metrics.memory_pauses.inc();
-            if let Err((key, e)) = self.sink.flush_row_groups() {
-                self.failed(&key, &e.to_string(), now);
-            }
-            // What is left is dead letters and bookkeeping of uncommitted rows: commit them.
-            if self.sink_bytes() as u64 > self.memory.sink_bytes() {
-                let keys: Vec<PartitionId> = self.parts.keys().cloned().collect();
-                for key in keys {
-                    if let Err(e) = self.roll(&key) {
-                        self.failed(&key, &e.to_string(), now);
-                    }
-                }
-            }
-        }
-        let share = self.memory.state_bytes() as usize;
-        if state_total > share {
-            // Every partition gives up the same fraction, down to 90% of the share.
-            let keep = (share as f64 * 0.9) / state_total as f64;
-            let mut evicted = 0;
-            for (key, keys, _) in state {
-                if let Some(p) = self.parts.get_mut(&key) {
-                    evicted += p.norm.evict_to((keys as f64 * keep) as usize);
-                }
-            }
-            self.metrics.evicted_keys.inc_by(evicted);
-            self.budget_evicted += evicted;
-            tracing::warn!(
-                evicted,
-                state_bytes = state_total,
-                budget_share = share,
-                "normalization state over its memory budget: least recently updated keys evicted"
-            );
-        }
-    }
-
-    /// Partition directories with data and no `_SUCCESS` yet (from earlier runs, or written by
-    /// other instances): candidates for the marker.
-    fn find_incomplete_partitions(&mut self) {
-        let Some(m) = &mut self.markers else { return };
-        let table = self.layout.table_dir();
-        let files = match crate::lake::list_parquet(&table) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the table's partitions");
-                return;
-            }
-        };
-        for f in files {
-            let Some(dir) = f.parent() else { continue };
-            if dir.join(lake_commit::SUCCESS).exists() {
-                continue;
-            }
-            let Ok(rel) = dir.strip_prefix(&table) else {
-                continue;
-            };
-            let rel = rel.to_string_lossy().to_string();
-            if let Some(end) = self.partitioning.bucket_end_of(&rel) {
-                m.unmarked.insert(rel, end);
-            }
-        }
-    }
-
-    /// Write `_SUCCESS` into every partition whose time bucket (plus the delay) the lake's
-    /// watermark has passed: the smallest watermark of every input partition, as recorded in
-    /// the lake by every instance. Checked at most once a second, and at the end of a run
-    /// (`now` is `None`).
-    fn mark_complete_partitions(&mut self, now: Option<Instant>) {
-        let Some(m) = &mut self.markers else { return };
-        if m.unmarked.is_empty() {
-            return;
-        }
-        if let Some(now) = now {
-            if now.saturating_duration_since(m.checked) < MARKER_CHECK {
-                return;
-            }
-            m.checked = now;
-        }
-        let watermark = match lake_commit::lake_watermark(&self.layout) {
-            Ok(Some(w)) => w,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the lake's watermark");
-                return;
-            }
-        };
-        let ready: Vec<String> = m
-            .unmarked
-            .iter()
-            .filter(|(_, end)| end.saturating_add(m.delay_ms) <= watermark)
-            .map(|(d, _)| d.clone())
-            .collect();
-        for dir in ready {
-            match lake_commit::mark_complete(&self.layout, &dir) {
-                Ok(()) => {
-                    m.unmarked.remove(&dir);
-                    self.metrics.partitions_complete.inc();
-                    tracing::info!(partition = %dir, watermark, "partition complete: _SUCCESS written");
-                }
-                Err(e) => tracing::warn!(partition = %dir, error = %e, "cannot write _SUCCESS"),
-            }
-        }
-    }
-
-    /// Bytes of rows waiting in open files, dead letters and the latency bookkeeping.
-    fn sink_bytes(&self) -> usize {
-        let times: usize = self
-            .received
-            .values()
-            .map(|v| v.capacity() * std::mem::size_of::<[i64; 3]>())
-            .sum();
-        self.sink.buffered_bytes() + self.dead.held_bytes() + times
-    }
-
     /// A roll failed: drop the partition's uncommitted work and recover it from the lake after
     /// a back-off. Nothing uncommitted is visible and no offset moved, so nothing is lost.
     fn failed(&mut self, key: &PartitionId, error: &str, now: Instant) {
@@ -963,17 +745,13 @@ impl Processor {
         sealed.files.extend(dead.files);
         sealed.dead_letters += dead.dead_letters;
         sealed.bytes += dead.bytes;
-        let ckpt = postcard::to_stdvec(&CheckpointRef {
-            version: CHECKPOINT_VERSION,
-            shape: &self.shape,
-            next,
-            state: &part.norm,
-        })
-        .map_err(|e| PipelineError::Checkpoint {
-            stream: key.0.to_string(),
-            partition: key.1,
-            op: "written",
-            message: e.to_string(),
+        let ckpt = checkpoint::encode(&self.shape, next, &part.norm).map_err(|message| {
+            PipelineError::Checkpoint {
+                stream: key.0.to_string(),
+                partition: key.1,
+                op: "written",
+                message,
+            }
         })?;
         let files: Vec<FileMove> = sealed
             .files
@@ -998,18 +776,7 @@ impl Processor {
             unix_ms(),
             watermark,
         )?;
-        if let Some(m) = &mut self.markers {
-            let table = self.layout.table_dir();
-            for (_, dest) in &sealed.files {
-                let Some(rel) = dest.parent().and_then(|d| d.strip_prefix(&table).ok()) else {
-                    continue;
-                };
-                let rel = rel.to_string_lossy().to_string();
-                if let Some(end) = self.partitioning.bucket_end_of(&rel) {
-                    m.unmarked.insert(rel, end);
-                }
-            }
-        }
+        self.published(&sealed.files);
         if sealed.rows_after_complete > 0 {
             self.metrics
                 .rows_after_complete
@@ -1108,134 +875,5 @@ impl Processor {
             budget_evicted_keys: self.budget_evicted,
             latency: m.percentiles(LatencySource::Received),
         }
-    }
-}
-
-/// The configured Parquet settings, checked against the table's columns.
-pub fn parquet_settings(cfg: &Config) -> ParquetSettings {
-    let p = &cfg.lake.parquet;
-    ParquetSettings {
-        row_group_rows: p.row_group_rows,
-        dictionary: p
-            .dictionary
-            .iter()
-            .map(|(c, on)| (c.clone(), *on))
-            .collect(),
-        statistics: match p.statistics {
-            StatisticsLevel::Page => EnabledStatistics::Page,
-            StatisticsLevel::Chunk => EnabledStatistics::Chunk,
-            StatisticsLevel::None => EnabledStatistics::None,
-        },
-    }
-}
-
-/// The table's columns for a configuration.
-pub fn output_schema(cfg: &Config) -> OutputSchema {
-    let partition_fields: Vec<usize> = cfg.partitioning.field_indexes().collect();
-    OutputSchema::new(
-        cfg.plan.features.clone(),
-        cfg.input
-            .passthrough
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !partition_fields.contains(i))
-            .map(|(i, p)| (i, p.clone()))
-            .collect(),
-        cfg.lake.keep_raw,
-        cfg.plan.slots(),
-    )
-}
-
-/// A short, stable fingerprint of what shapes the output (recorded in every Parquet file).
-pub fn config_hash(cfg: &Config) -> String {
-    use sha2::Digest;
-    let text = format!(
-        "{:?}|{:?}|{}|{:?}",
-        cfg.input, cfg.plan, cfg.lake.keep_raw, cfg.partitioning
-    );
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(topic: &Arc<str>, offset: i64, generation: u64) -> RawRecord {
-        RawRecord {
-            topic: topic.clone(),
-            partition: 0,
-            offset,
-            key: None,
-            value: format!(
-                r#"{{"sensor_id":"k{}","ts":{},"temp":{offset}}}"#,
-                offset % 3,
-                1_795_000_000_000 + offset * 1000
-            )
-            .into_bytes(),
-            timestamp_ms: None,
-            generation,
-        }
-    }
-
-    /// A roll fails while nothing is committed yet, so the partition restarts from the
-    /// beginning. Records read before that seek are still in flight; they must not be taken
-    /// as the new beginning (which would skip everything before them).
-    #[test]
-    fn records_in_flight_from_before_a_seek_are_not_a_new_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[kafka]\nbrokers = \"unused:9092\"\ntopics = [\"t\"]\n[input]\nkey_field = \"sensor_id\"\nfeatures = [\"temp\"]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"expanding\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_rows = 10\n",
-            dir.path().display()
-        );
-        let cfg = Config::from_toml(&text, Vec::new()).unwrap();
-        // A file where the first hour's directory must go: every roll fails.
-        std::fs::create_dir_all(dir.path().join("t")).unwrap();
-        let blocker = dir.path().join("t/dt=2026-11-18");
-        std::fs::write(&blocker, b"in the way").unwrap();
-
-        let (commit_tx, commit_rx) = std::sync::mpsc::channel();
-        let (seeked_tx, seeked_rx) = std::sync::mpsc::channel();
-        let mut p = Processor::new(&cfg, commit_tx, seeked_rx, Metrics::new()).unwrap();
-        let topic: Arc<str> = "t".into();
-        let key: PartitionId = (topic.clone(), 0);
-        p.assigned(std::slice::from_ref(&key)).1.unwrap();
-        p.parts.get_mut(&key).unwrap().min_generation = 1;
-        let t0 = Instant::now();
-        p.records((0..20).map(|o| record(&topic, o, 1)).collect(), t0)
-            .unwrap();
-        p.roll_due(t0);
-        assert!(p.parts[&key].failed.is_some(), "the roll failed");
-        // Nothing may commit a failed partition's position: its rows were abandoned.
-        p.roll(&key).unwrap();
-        assert!(
-            lake_commit::latest(&p.layout, "t", 0).unwrap().is_none(),
-            "a failed partition was committed"
-        );
-        // After the back-off the partition is recovered (nothing committed) and seeks back.
-        let later = t0 + Duration::from_secs(1);
-        p.retry_failed(later);
-        let seek = commit_rx.try_iter().find(|r| !r.seek.is_empty()).unwrap();
-        assert_eq!(seek.seek, vec![(key.clone(), None)]);
-        // Records 12.. were read before the seek and arrive now: dropped.
-        p.records((12..20).map(|o| record(&topic, o, 1)).collect(), later)
-            .unwrap();
-        assert_eq!(p.parts[&key].next, None, "no new start from stale records");
-        // The source reports the seek; records from the beginning arrive.
-        std::fs::remove_file(&blocker).unwrap();
-        seeked_tx
-            .send(Seeked {
-                part: key.clone(),
-                generation: 2,
-                ok: true,
-            })
-            .unwrap();
-        p.seeks_done();
-        p.records((0..20).map(|o| record(&topic, o, 2)).collect(), later)
-            .unwrap();
-        assert_eq!(p.parts[&key].next, Some(20));
-        p.finish_all(later).unwrap();
-        p.roll(&key).unwrap();
-        assert_eq!(p.metrics.rows_written.get(), 20, "every record, once");
     }
 }
