@@ -10,98 +10,25 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::decode::{InputSpec, KeySource, TimeFormat};
 use crate::lake::partition::Partitioning;
 use crate::normalize::{Degenerate, LatePolicy, Plan, TimeMode};
 
+mod lake;
 mod plan;
+mod values;
+
+pub use lake::{
+    Codec, LakeConfig, ParquetSection, PartitioningSection, RollingConfig, StatisticsLevel,
+    SuccessMarkerSection,
+};
+use lake::{build_partitioning, validate_lake};
 use plan::build_plan;
-
-/// A human-readable duration (`"250ms"`, `"5s"`, `"2m"`, `"1h 30m"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
-
-impl HumanDuration {
-    pub fn millis(self) -> i64 {
-        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{s}` is not a duration ({e}); write e.g. \"5s\" or \"2m\""
-                ))
-            })
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-/// A byte size (`"128MiB"`, `"64 MB"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse::<bytesize::ByteSize>()
-            .map(|b| ByteSize(b.as_u64()))
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{s}` is not a byte size ({e}); write e.g. \"128MiB\""
-                ))
-            })
-    }
-}
-
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(transparent)]
-pub struct Sensitive<T>(T);
-
-impl<T> Sensitive<T> {
-    pub fn new(v: T) -> Self {
-        Sensitive(v)
-    }
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Sensitive<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl<T> fmt::Display for Sensitive<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// librdkafka property names whose values are secrets.
-pub fn is_secret_property(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("password")
-        || n.contains("secret")
-        || n.ends_with(".key.pem")
-        || n.contains("sasl.oauthbearer.config")
-}
+pub use values::{ByteSize, HumanDuration, Sensitive, is_secret_property};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,164 +167,6 @@ struct LayerSection {
     #[serde(default = "defaults::layer_min_count")]
     min_count: u64,
     features: Option<Vec<String>>,
-}
-
-/// Parquet compression codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    Zstd(i32),
-    Snappy,
-    Lz4,
-    Uncompressed,
-}
-
-impl<'de> Deserialize<'de> for Codec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let lower = s.to_ascii_lowercase();
-        let bad = || {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a codec: use zstd, zstd(1..22), snappy, lz4 or none"
-            ))
-        };
-        match lower.as_str() {
-            "zstd" => Ok(Codec::Zstd(3)),
-            "snappy" => Ok(Codec::Snappy),
-            "lz4" => Ok(Codec::Lz4),
-            "none" | "uncompressed" => Ok(Codec::Uncompressed),
-            _ => {
-                let level = lower
-                    .strip_prefix("zstd(")
-                    .and_then(|r| r.strip_suffix(')'))
-                    .and_then(|l| l.trim().parse::<i32>().ok())
-                    .filter(|l| (1..=22).contains(l))
-                    .ok_or_else(bad)?;
-                Ok(Codec::Zstd(level))
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollingConfig {
-    /// Close a file after this many rows …
-    #[serde(default = "defaults::max_rows")]
-    pub max_rows: usize,
-    /// … or this many bytes …
-    #[serde(default = "defaults::max_bytes")]
-    pub max_bytes: ByteSize,
-    /// … or once its first row is this old (wall clock) …
-    #[serde(default = "defaults::max_age")]
-    pub max_age: HumanDuration,
-    /// … or when no row came for this long.
-    #[serde(default = "defaults::inactivity")]
-    pub inactivity: HumanDuration,
-    /// Files open at once; over it, the oldest file's Kafka partition rolls.
-    #[serde(default = "defaults::max_open_files")]
-    pub max_open_files: usize,
-}
-
-impl Default for RollingConfig {
-    fn default() -> Self {
-        RollingConfig {
-            max_rows: defaults::max_rows(),
-            max_bytes: defaults::max_bytes(),
-            max_age: defaults::max_age(),
-            inactivity: defaults::inactivity(),
-            max_open_files: defaults::max_open_files(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LakeConfig {
-    /// Directory (or `file://` URI) holding the tables.
-    pub root: String,
-    pub table: String,
-    /// Keep the raw feature values as columns next to the normalized ones.
-    #[serde(default = "defaults::yes")]
-    pub keep_raw: bool,
-    #[serde(default = "defaults::codec")]
-    pub compression: Codec,
-    #[serde(default)]
-    pub rolling: RollingConfig,
-    #[serde(default)]
-    pub partitioning: PartitioningSection,
-    #[serde(default)]
-    pub parquet: ParquetSection,
-    #[serde(default)]
-    pub success_marker: SuccessMarkerSection,
-}
-
-/// `[lake.success_marker]`: `_SUCCESS` in a partition once the lake's watermark has passed it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SuccessMarkerSection {
-    #[serde(default = "defaults::yes")]
-    pub enabled: bool,
-    /// How long after a partition's end the watermark must be.
-    #[serde(default = "defaults::no_delay")]
-    pub delay: HumanDuration,
-}
-
-impl Default for SuccessMarkerSection {
-    fn default() -> Self {
-        SuccessMarkerSection {
-            enabled: true,
-            delay: defaults::no_delay(),
-        }
-    }
-}
-
-/// `[lake.parquet]`: how files are written beyond the codec.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ParquetSection {
-    /// Rows per row group (default: the writer's 1,048,576).
-    pub row_group_rows: Option<usize>,
-    /// Dictionary encoding per column (default: on, off for float columns).
-    #[serde(default)]
-    pub dictionary: BTreeMap<String, bool>,
-    /// `page` (statistics per page with the page index), `chunk` or `none`.
-    #[serde(default)]
-    pub statistics: StatisticsLevel,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum StatisticsLevel {
-    #[default]
-    Page,
-    Chunk,
-    None,
-}
-
-/// `[lake.partitioning]`: the Hive partition path of a row.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartitioningSection {
-    /// `/`-separated `column=strftime` segments of the event time (`%Y %m %d %H %M`); empty
-    /// for no time partitions.
-    #[serde(default = "defaults::time_partitions")]
-    pub time: String,
-    /// IANA time zone the time segments are written in.
-    #[serde(default = "defaults::time_zone")]
-    pub time_zone: String,
-    /// Pass-through fields that partition the table after the time segments (`site=…`).
-    #[serde(default)]
-    pub fields: Vec<String>,
-}
-
-impl Default for PartitioningSection {
-    fn default() -> Self {
-        PartitioningSection {
-            time: defaults::time_partitions(),
-            time_zone: defaults::time_zone(),
-            fields: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -802,77 +571,6 @@ fn validate_kafka(k: &KafkaConfig, c: &mut Collector) {
     }
 }
 
-/// The table's partitioning; partition fields must be pass-through fields, and the decoder
-/// learns which ones they are (their values must fit a path segment).
-fn build_partitioning(
-    p: &PartitioningSection,
-    input: &mut InputSpec,
-    c: &mut Collector,
-) -> Option<Partitioning> {
-    let mut fields = Vec::new();
-    for f in &p.fields {
-        match input.passthrough.iter().position(|x| x == f) {
-            Some(i) => fields.push((f.clone(), i)),
-            None => c.err(
-                "lake.partitioning.fields",
-                format!("`{f}` is not one of input.passthrough"),
-            ),
-        }
-    }
-    input.partition_fields = fields.iter().map(|(_, i)| *i).collect();
-    // Columns of the files: a time partition column must not share a name with one.
-    let columns_in_files: Vec<&str> = RESERVED_COLUMNS
-        .iter()
-        .copied()
-        .chain(input.features.iter().map(String::as_str))
-        .chain(
-            input
-                .passthrough
-                .iter()
-                .filter(|x| !p.fields.contains(x))
-                .map(String::as_str),
-        )
-        .collect();
-    // The pattern and the zone are checked apart, so that both mistakes are reported.
-    let pattern = Partitioning::new(&p.time, "UTC", Vec::new());
-    if p.time_zone.parse::<chrono_tz::Tz>().is_err()
-        && let Err(e) = Partitioning::new("", &p.time_zone, Vec::new())
-    {
-        c.err("lake.partitioning.time_zone", e.to_string());
-        if let Err(e) = pattern {
-            c.err("lake.partitioning.time", e.to_string());
-        }
-        return None;
-    }
-    match Partitioning::new(&p.time, &p.time_zone, fields) {
-        Ok(built) => {
-            let time_columns = built.columns().len() - p.fields.len().min(built.columns().len());
-            for col in built.columns().iter().take(time_columns) {
-                if columns_in_files.contains(&col.as_str()) {
-                    c.err(
-                        "lake.partitioning.time",
-                        format!("partition column `{col}` is also a column of the files"),
-                    );
-                }
-            }
-            Some(built)
-        }
-        Err(e) => {
-            let field = match e {
-                crate::lake::partition::PartitionSpecError::Zone(_) => {
-                    "lake.partitioning.time_zone"
-                }
-                crate::lake::partition::PartitionSpecError::Duplicate(_) => {
-                    "lake.partitioning.fields"
-                }
-                _ => "lake.partitioning.time",
-            };
-            c.err(field, e.to_string());
-            None
-        }
-    }
-}
-
 fn validate_dead_letter(d: &DeadLetterConfig, k: &KafkaConfig, c: &mut Collector) {
     match d.destination {
         DeadLetterDestination::Lake => {
@@ -900,37 +598,6 @@ fn validate_dead_letter(d: &DeadLetterConfig, k: &KafkaConfig, c: &mut Collector
             ),
             Some(_) => {}
         },
-    }
-}
-
-fn validate_lake(l: &LakeConfig, c: &mut Collector) {
-    if l.root.trim().is_empty() {
-        c.err("lake.root", "must not be empty");
-    }
-    let t = &l.table;
-    if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-        c.err(
-            "lake.table",
-            "must be a non-empty name of letters, digits and underscores",
-        );
-    }
-    if l.rolling.max_rows == 0 {
-        c.err("lake.rolling.max_rows", "must be at least 1");
-    }
-    if l.rolling.max_age.0.is_zero() {
-        c.err("lake.rolling.max_age", "must be longer than zero");
-    }
-    if l.rolling.inactivity.0.is_zero() {
-        c.err("lake.rolling.inactivity", "must be longer than zero");
-    }
-    if l.rolling.max_bytes.0 < 1 << 20 {
-        c.err("lake.rolling.max_bytes", "must be at least 1MiB");
-    }
-    if l.parquet.row_group_rows == Some(0) {
-        c.err("lake.parquet.row_group_rows", "must be at least 1");
-    }
-    if l.rolling.max_open_files == 0 {
-        c.err("lake.rolling.max_open_files", "must be at least 1");
     }
 }
 
