@@ -129,6 +129,15 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Lak
     Ok(dest)
 }
 
+/// The entries of a directory, `None` if it does not exist (yet).
+fn read_dir_if_any(dir: &Path) -> Result<Option<std::fs::ReadDir>, LakeError> {
+    match std::fs::read_dir(dir) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}
+
 fn record_name(seq: u64) -> String {
     format!("{seq:020}.json")
 }
@@ -140,10 +149,8 @@ pub fn latest(
     partition: i32,
 ) -> Result<Option<(PathBuf, CommitRecord)>, CommitError> {
     let dir = layout.log_dir(stream, partition);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(&dir)(e).into()),
+    let Some(entries) = read_dir_if_any(&dir)? else {
+        return Ok(None);
     };
     let mut newest: Option<PathBuf> = None;
     for entry in entries {
@@ -173,10 +180,8 @@ pub fn latest(
 /// has none.
 pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
     let dir = layout.normlake_dir().join("log");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(&dir)(e).into()),
+    let Some(entries) = read_dir_if_any(&dir)? else {
+        return Ok(None);
     };
     let mut lowest: Option<i64> = None;
     for entry in entries {
@@ -322,10 +327,8 @@ fn remove_uncommitted(layout: &Layout, stream: &str, partition: i32) -> Result<(
     let prefix = format!(".part-{stream}-{partition}-");
     let mut stack = vec![layout.table_dir(), layout.dead_letter_dir()];
     while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(&dir)(e).into()),
+        let Some(entries) = read_dir_if_any(&dir)? else {
+            continue;
         };
         for entry in entries {
             let entry = entry.map_err(io_err(&dir))?;

@@ -534,9 +534,6 @@ impl Processor {
                     // Read before the partition's last assignment or seek: stale.
                     continue;
                 }
-                if part.seeking.is_some() {
-                    continue;
-                }
                 let expected = *part.next.get_or_insert(r.offset);
                 if r.offset < expected {
                     // Already processed (a re-delivery): never twice.
@@ -549,7 +546,8 @@ impl Processor {
                     let _ = self
                         .to_source
                         .send(CommitRequest::seek(key.clone(), Some(expected)));
-                    continue;
+                    // The rest of this run is from before the seek too.
+                    break;
                 }
                 part.next = Some(r.offset + 1);
                 part.dirty_since.get_or_insert(now);
