@@ -65,6 +65,8 @@ if "spark" in engines:
         .config("spark.sql.warehouse.dir", os.path.join(work, "warehouse"))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        # Derby's log and database go to the work directory, not the current one.
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={work}")
         .config(
             "javax.jdo.option.ConnectionURL",
             f"jdbc:derby:;databaseName={os.path.join(work, 'metastore')};create=true",
