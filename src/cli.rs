@@ -200,15 +200,9 @@ pub async fn main(cli: Cli) -> ExitCode {
 }
 
 /// The DDL text for a configuration: the table, then the partitions present.
-pub fn ddl(c: &Config, location: Option<String>) -> std::io::Result<String> {
-    let layout = crate::lake::Layout::new(&c.lake.root, &c.lake.table);
-    let location = match location {
-        Some(l) => l,
-        None => format!(
-            "file://{}",
-            std::path::absolute(layout.table_dir())?.display()
-        ),
-    };
+pub fn ddl(c: &Config, location: Option<String>) -> Result<String, crate::lake::LakeError> {
+    let layout = crate::lake::Layout::open(&c.lake)?;
+    let location = location.unwrap_or_else(|| layout.location());
     let schema = crate::pipeline::output_schema(c);
     let partition_columns = c.partitioning.columns();
     let mut text = crate::lake::hive_ddl(
@@ -217,8 +211,11 @@ pub fn ddl(c: &Config, location: Option<String>) -> std::io::Result<String> {
         &partition_columns,
         &location,
     );
-    text +=
-        &crate::lake::hive_add_partitions(&c.lake.table, &layout.table_dir(), &partition_columns)?;
+    text += &crate::lake::hive_add_partitions(
+        &c.lake.table,
+        &layout.table_files()?,
+        &partition_columns,
+    );
     Ok(text)
 }
 
@@ -244,6 +241,22 @@ fn validate(path: &Path) -> ExitCode {
                 println!("  layer_norm {} (eps {})", l.name, l.eps);
             }
             println!("  lake: {}/{}", c.lake.root, c.lake.table);
+            if c.lake.root.starts_with("s3://") {
+                let s3 = &c.lake.s3;
+                let or_env =
+                    |v: &Option<String>| v.clone().unwrap_or_else(|| "(environment)".into());
+                println!(
+                    "  lake.s3: endpoint = {}  region = {}  access_key_id = {}  secret_access_key = {}",
+                    or_env(&s3.endpoint),
+                    or_env(&s3.region),
+                    or_env(&s3.access_key_id),
+                    if s3.secret_access_key.is_some() {
+                        "<redacted>"
+                    } else {
+                        "(environment)"
+                    }
+                );
+            }
             let d = &c.dead_letter;
             println!(
                 "  dead letters: {:?}{}",

@@ -69,12 +69,10 @@ fn ddl_lists_partitions_present_in_the_lake() {
     std::fs::create_dir_all(&part).expect("mkdir");
     std::fs::write(part.join("part-x-0-1-2.parquet"), b"PAR1").expect("write");
     std::fs::write(part.join(".part-x-0-3.tmp"), b"partial").expect("write");
-    let text = normlake::lake::hive_add_partitions(
-        "t",
-        &dir.path().join("t"),
-        &["dt".to_string(), "hr".to_string()],
-    )
-    .expect("list");
+    let layout = normlake::lake::Layout::new(dir.path().to_str().expect("utf-8"), "t");
+    let files = layout.table_files().expect("list");
+    let text =
+        normlake::lake::hive_add_partitions("t", &files, &["dt".to_string(), "hr".to_string()]);
     assert_eq!(
         text,
         "ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-26', `hr`='02');\n"

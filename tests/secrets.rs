@@ -1,6 +1,6 @@
 //! Secrets never reach a log line: a run with debug logging (which dumps the configuration)
-//! and `validate-config` print neither the SASL password nor the dead-letter producer's
-//! password, while showing that they were there (`<redacted>`).
+//! and `validate-config` print neither the SASL password, the dead-letter producer's password
+//! nor the S3 secret key, while showing that they were there (`<redacted>`).
 
 mod common;
 
@@ -8,6 +8,7 @@ use std::process::Command;
 
 use common::broker::Broker;
 use common::job::{self, Job};
+use common::s3::{S3Server, SECRET_KEY as S3_SECRET};
 
 const KAFKA_SECRET: &str = "kafka-Secr3t-value";
 const DLQ_SECRET: &str = "dlq-Secr3t-value";
@@ -15,6 +16,7 @@ const DLQ_SECRET: &str = "dlq-Secr3t-value";
 #[tokio::test(flavor = "multi_thread")]
 async fn no_log_line_contains_a_secret() {
     let broker = Broker::start();
+    let s3 = S3Server::start(&["lake"]);
     broker.create_topic("sec", 1).await;
     broker.create_topic("sec-dlq", 1).await;
     let addr = broker.addr();
@@ -22,18 +24,19 @@ async fn no_log_line_contains_a_secret() {
         .await
         .expect("produce");
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("lake");
+    let root = std::path::Path::new("s3://lake/secrets");
     // The passwords are set without enabling SASL, so the broker need not support it;
     // librdkafka still holds them.
     let text = job::config(
         &broker.addr(),
         "sec",
         "sec-g",
-        &root,
+        root,
         &format!("\"sasl.username\" = \"normlake\"\n\"sasl.password\" = \"{KAFKA_SECRET}\""),
-    ) + &format!(
-        "\n[dead_letter]\ndestination = \"kafka\"\ntopic = \"sec-dlq\"\n[dead_letter.properties]\n\"sasl.password\" = \"{DLQ_SECRET}\"\n"
-    );
+    ) + &s3.config_section()
+        + &format!(
+            "\n[dead_letter]\ndestination = \"kafka\"\ntopic = \"sec-dlq\"\n[dead_letter.properties]\n\"sasl.password\" = \"{DLQ_SECRET}\"\n"
+        );
     let cfg = job::write_config(dir.path(), "sec.toml", &text);
     let log = dir.path().join("job.log");
     let mut job = Job::start_with(&cfg, true, &log, &["--metrics-listen", "off"]);
@@ -58,7 +61,7 @@ async fn no_log_line_contains_a_secret() {
             "the {level} log dumps the configuration"
         );
         assert!(
-            !text.contains(KAFKA_SECRET) && !text.contains(DLQ_SECRET),
+            !text.contains(KAFKA_SECRET) && !text.contains(DLQ_SECRET) && !text.contains(S3_SECRET),
             "{level}"
         );
     }
@@ -70,7 +73,20 @@ async fn no_log_line_contains_a_secret() {
     assert!(out.status.success());
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("sasl.password = <redacted>"), "{shown}");
-    assert!(!shown.contains(KAFKA_SECRET) && !shown.contains(DLQ_SECRET));
+    assert!(shown.contains("secret_access_key = <redacted>"), "{shown}");
+    assert!(
+        !shown.contains(KAFKA_SECRET) && !shown.contains(DLQ_SECRET) && !shown.contains(S3_SECRET)
+    );
     let logged = std::fs::read_to_string(&log).expect("log");
-    assert!(!logged.contains(KAFKA_SECRET) && !logged.contains(DLQ_SECRET));
+    assert!(
+        !logged.contains(KAFKA_SECRET)
+            && !logged.contains(DLQ_SECRET)
+            && !logged.contains(S3_SECRET)
+    );
+    // The run did write to the bucket (so the S3 client held and used the secret).
+    let written = s3.store("s3://lake/secrets").list("t").expect("list");
+    assert!(
+        written.iter().any(|k| k.ends_with(".parquet")),
+        "the job wrote to S3: {written:?}"
+    );
 }

@@ -2,10 +2,11 @@
 //! rolled and marked complete.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{ByteSize, Collector, HumanDuration, RESERVED_COLUMNS, defaults};
+use super::{ByteSize, Collector, HumanDuration, RESERVED_COLUMNS, Sensitive, defaults};
 use crate::decode::InputSpec;
 use crate::lake::partition::{PartitionSpecError, Partitioning};
 
@@ -96,6 +97,33 @@ pub struct LakeConfig {
     pub parquet: ParquetSection,
     #[serde(default)]
     pub success_marker: SuccessMarkerSection,
+    /// Connection settings when `root` is `s3://bucket[/prefix]`.
+    #[serde(default)]
+    pub s3: S3Section,
+}
+
+/// `[lake.s3]`: an S3-compatible object store (AWS S3, MinIO, …). Every field is optional:
+/// unset ones come from the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT`,
+/// `AWS_ALLOW_HTTP`), then from the instance's role.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// `https://host:port` of an S3-compatible server (default: AWS).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Sensitive<String>>,
+    /// Allow plain `http://` endpoints (a local MinIO); TLS is required otherwise.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// A PEM file of an extra trusted root certificate (a private CA).
+    pub ca_certificate: Option<PathBuf>,
+    /// `bucket.host` addressing instead of `host/bucket`.
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// Where files are built before upload (default: the system's temporary directory).
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// `[lake.success_marker]`: `_SUCCESS` in a partition once the lake's watermark has passed it.
@@ -238,6 +266,7 @@ pub(super) fn validate_lake(l: &LakeConfig, c: &mut Collector) {
     if l.root.trim().is_empty() {
         c.err("lake.root", "must not be empty");
     }
+    validate_s3(l, c);
     let t = &l.table;
     if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
         c.err(
@@ -262,5 +291,63 @@ pub(super) fn validate_lake(l: &LakeConfig, c: &mut Collector) {
     }
     if l.rolling.max_open_files == 0 {
         c.err("lake.rolling.max_open_files", "must be at least 1");
+    }
+}
+
+fn validate_s3(l: &LakeConfig, c: &mut Collector) {
+    let s3 = &l.s3;
+    let Some(rest) = l.root.strip_prefix("s3://") else {
+        let set = s3.endpoint.is_some()
+            || s3.access_key_id.is_some()
+            || s3.secret_access_key.is_some()
+            || s3.ca_certificate.is_some();
+        if set {
+            c.err("lake.s3", "is set, but lake.root is not an s3:// URI");
+        }
+        if l.root.contains("://") && !l.root.starts_with("file://") {
+            c.err(
+                "lake.root",
+                "must be a directory, a file:// URI or an s3:// URI",
+            );
+        }
+        return;
+    };
+    let bucket = rest.split('/').next().unwrap_or("");
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.');
+    if !valid_bucket {
+        c.err(
+            "lake.root",
+            format!("s3:// needs a bucket name of 3-63 lowercase letters, digits, '-' or '.': {bucket:?}"),
+        );
+    }
+    if s3.secret_access_key.is_some() != s3.access_key_id.is_some() {
+        c.err(
+            "lake.s3.secret_access_key",
+            "access_key_id and secret_access_key go together (or both come from the environment)",
+        );
+    }
+    if let Some(e) = &s3.endpoint {
+        if e.starts_with("http://") && !s3.allow_http {
+            c.err(
+                "lake.s3.endpoint",
+                "is plain http://: set lake.s3.allow_http = true, or use https://",
+            );
+        } else if !e.starts_with("http://") && !e.starts_with("https://") {
+            c.err(
+                "lake.s3.endpoint",
+                "must start with https:// (or http:// with allow_http)",
+            );
+        }
+    }
+    if let Some(ca) = &s3.ca_certificate
+        && !ca.is_file()
+    {
+        c.err(
+            "lake.s3.ca_certificate",
+            format!("{} is not a readable file", ca.display()),
+        );
     }
 }

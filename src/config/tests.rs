@@ -210,3 +210,47 @@ fn partitioning_is_checked_with_field_names() {
     assert_eq!(c.partitioning.columns(), ["dt", "hr", "site"]);
     assert_eq!(c.input.partition_fields, [0]);
 }
+
+#[test]
+fn s3_roots_and_their_settings_are_checked_together() {
+    let with_root = |root: &str, extra: &str| -> Result<Config, Vec<String>> {
+        let text = GOOD.replace("root = \"./lake\"", &format!("root = \"{root}\"")) + extra;
+        Config::from_toml(&text, no_env()).map_err(|e| e.0.into_iter().map(|e| e.field).collect())
+    };
+    let c = with_root(
+        "s3://lake-bucket/warehouse",
+        "[lake.s3]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\naccess_key_id = \"k\"\nsecret_access_key = \"s3-hunter2\"\n",
+    )
+    .unwrap();
+    assert!(
+        !format!("{c:?}").contains("s3-hunter2"),
+        "the S3 secret never prints"
+    );
+    assert!(
+        with_root("s3://lake-bucket", "").is_ok(),
+        "credentials may come from the environment"
+    );
+    assert_eq!(
+        with_root(
+            "s3://Bad_Bucket",
+            "[lake.s3]\nendpoint = \"http://minio:9000\"\nsecret_access_key = \"x\"\n"
+        )
+        .unwrap_err(),
+        ["lake.root", "lake.s3.secret_access_key", "lake.s3.endpoint"],
+        "every mistake at once"
+    );
+    assert_eq!(
+        with_root("./lake", "[lake.s3]\nendpoint = \"https://s3\"\n").unwrap_err(),
+        ["lake.s3"],
+        "S3 settings for a local lake are a mistake"
+    );
+    assert_eq!(with_root("hdfs://nn/lake", "").unwrap_err(), ["lake.root"]);
+    assert_eq!(
+        with_root(
+            "s3://bucket",
+            "[lake.s3]\nca_certificate = \"/nonexistent/ca.pem\"\n"
+        )
+        .unwrap_err(),
+        ["lake.s3.ca_certificate"]
+    );
+}

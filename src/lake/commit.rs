@@ -19,15 +19,11 @@
 //! uncommitted work are never renamed, and committed files are never written again, because
 //! reading resumes after them, with the state that produced them.
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
-use super::{LakeError, Layout, rename_durably};
+use super::{LakeError, Layout};
 
-/// A file of a commit: written under `tmp`, visible as `dest` (paths relative to the root).
+/// A file of a commit: written under `tmp`, visible as `dest` (keys relative to the root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMove {
     pub tmp: String,
@@ -44,7 +40,7 @@ pub struct CommitRecord {
     /// the checkpoint's event-time buffer.
     pub next_offset: i64,
     pub files: Vec<FileMove>,
-    /// The checkpoint file, relative to the root.
+    /// The checkpoint's key, relative to the root.
     pub checkpoint: String,
     pub rows: u64,
     pub dead_letters: u64,
@@ -60,159 +56,119 @@ pub struct CommitRecord {
 pub enum CommitError {
     #[error(transparent)]
     Lake(#[from] LakeError),
-    #[error("commit record {path} is unreadable: {source}")]
+    #[error("commit record {key} is unreadable: {source}")]
     Record {
-        path: PathBuf,
+        key: String,
         source: serde_json::Error,
     },
     #[error("commit record {record} names {file}, which is neither published nor pending")]
-    MissingFile { record: PathBuf, file: String },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LakeError + '_ {
-    move |source| LakeError::Write {
-        path: path.to_path_buf(),
-        source,
-    }
+    MissingFile { record: String, file: String },
+    #[error("commit record {record} names the checkpoint {checkpoint}, which is missing")]
+    MissingCheckpoint { record: String, checkpoint: String },
 }
 
 impl Layout {
-    fn normlake_dir(&self) -> PathBuf {
-        self.table_dir().join("_normlake")
+    fn normlake_key(&self) -> String {
+        format!("{}/_normlake", self.table_key())
     }
 
-    fn log_dir(&self, stream: &str, partition: i32) -> PathBuf {
-        self.normlake_dir()
-            .join("log")
-            .join(format!("{stream}-{partition}"))
+    fn log_key(&self, stream: &str, partition: i32) -> String {
+        format!("{}/log/{stream}-{partition}", self.normlake_key())
     }
 
-    fn state_dir(&self, stream: &str, partition: i32) -> PathBuf {
-        self.normlake_dir()
-            .join("state")
-            .join(format!("{stream}-{partition}"))
+    fn state_key(&self, stream: &str, partition: i32) -> String {
+        format!("{}/state/{stream}-{partition}", self.normlake_key())
     }
 
     /// Check that the table's metadata directory can be written (for readiness).
     pub fn probe_writable(&self) -> Result<(), LakeError> {
-        let dir = self.normlake_dir();
-        let probe = write_atomically(&dir, "probe", b"")?;
-        std::fs::remove_file(&probe).map_err(io_err(&probe))
-    }
-
-    /// A path relative to the root, as commit records store it.
-    pub fn relative(&self, p: &Path) -> String {
-        p.strip_prefix(self.root())
-            .unwrap_or(p)
-            .display()
-            .to_string()
-    }
-
-    pub fn absolute(&self, rel: &str) -> PathBuf {
-        self.root().join(rel)
+        let probe = format!("{}/probe", self.normlake_key());
+        self.store().put(&probe, Vec::new())?;
+        self.store().delete(&probe)
     }
 }
 
-/// Write `bytes` to `dir/name` atomically and durably.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, LakeError> {
-    std::fs::create_dir_all(dir).map_err(|source| LakeError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let dest = dir.join(name);
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    rename_durably(&tmp, &dest)?;
-    Ok(dest)
-}
-
-/// The entries of a directory, `None` if it does not exist (yet).
-fn read_dir_if_any(dir: &Path) -> Result<Option<std::fs::ReadDir>, LakeError> {
-    match std::fs::read_dir(dir) {
-        Ok(e) => Ok(Some(e)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(dir)(e)),
-    }
+/// The last segment of a key.
+fn base_name(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, n)| n)
 }
 
 fn record_name(seq: u64) -> String {
     format!("{seq:020}.json")
 }
 
-/// The newest commit record of a partition, if any.
+/// A commit record's key among the keys of a log directory.
+fn is_record(key: &str) -> bool {
+    let n = base_name(key);
+    !n.starts_with('.') && n.ends_with(".json")
+}
+
+fn read_record(layout: &Layout, key: &str) -> Result<Option<CommitRecord>, CommitError> {
+    let Some(bytes) = layout.store().get(key)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| CommitError::Record {
+            key: key.to_string(),
+            source,
+        })
+}
+
+/// The newest commit record of a partition, with its key, if any.
 pub fn latest(
     layout: &Layout,
     stream: &str,
     partition: i32,
-) -> Result<Option<(PathBuf, CommitRecord)>, CommitError> {
-    let dir = layout.log_dir(stream, partition);
-    let Some(entries) = read_dir_if_any(&dir)? else {
+) -> Result<Option<(String, CommitRecord)>, CommitError> {
+    let keys = layout.store().list(&layout.log_key(stream, partition))?;
+    let Some(newest) = keys.into_iter().filter(|k| is_record(k)).max() else {
         return Ok(None);
     };
-    let mut newest: Option<PathBuf> = None;
-    for entry in entries {
-        let path = entry.map_err(io_err(&dir))?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if name.starts_with('.') || !name.ends_with(".json") {
-            continue;
-        }
-        if newest.as_ref().is_none_or(|n| path > *n) {
-            newest = Some(path);
-        }
-    }
-    let Some(path) = newest else { return Ok(None) };
-    let text = std::fs::read(&path).map_err(io_err(&path))?;
-    let rec = serde_json::from_slice(&text).map_err(|source| CommitError::Record {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Some((path, rec)))
+    Ok(read_record(layout, &newest)?.map(|r| (newest, r)))
 }
 
 /// The lake's watermark: the smallest watermark in the newest commit record of every input
 /// partition that has one, from every instance writing the table. `None` while any of them
 /// has none.
 pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
-    let dir = layout.normlake_dir().join("log");
-    let Some(entries) = read_dir_if_any(&dir)? else {
-        return Ok(None);
-    };
+    let keys = layout
+        .store()
+        .list(&format!("{}/log", layout.normlake_key()))?;
+    // Newest record per partition directory (keys are sorted, names are zero-padded).
+    let mut newest: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for k in keys.iter().filter(|k| is_record(k)) {
+        if let Some((dir, _)) = k.rsplit_once('/') {
+            newest.insert(dir, k);
+        }
+    }
     let mut lowest: Option<i64> = None;
-    for entry in entries {
-        let name = entry.map_err(io_err(&dir))?.file_name();
-        let name = name.to_string_lossy();
-        let Some((stream, partition)) = name.rsplit_once('-') else {
+    for key in newest.values() {
+        let Some(rec) = read_record(layout, key)? else {
             continue;
         };
-        let Ok(partition) = partition.parse::<i32>() else {
-            continue;
-        };
-        match latest(layout, stream, partition)? {
-            Some((_, rec)) => match rec.watermark_ms {
-                Some(w) => lowest = Some(lowest.map_or(w, |l| l.min(w))),
-                None => return Ok(None),
-            },
-            None => continue,
+        match rec.watermark_ms {
+            Some(w) => lowest = Some(lowest.map_or(w, |l| l.min(w))),
+            None => return Ok(None),
         }
     }
     Ok(lowest)
 }
 
+/// The key of a partition directory's marker (`rel_dir` relative to the table).
+pub fn marker_key(layout: &Layout, rel_dir: &str) -> String {
+    format!("{}/{rel_dir}/{SUCCESS}", layout.table_key())
+}
+
 /// Mark a partition directory (relative to the table) complete with an empty `_SUCCESS`.
 pub fn mark_complete(layout: &Layout, rel_dir: &str) -> Result<(), LakeError> {
-    write_atomically(&layout.table_dir().join(rel_dir), SUCCESS, b"").map(|_| ())
+    layout.store().put(&marker_key(layout, rel_dir), Vec::new())
 }
 
 /// The name of the marker of a complete partition (Hadoop's convention).
 pub const SUCCESS: &str = "_SUCCESS";
 
-/// Commit one roll: checkpoint, record (the commit point), renames, clean-up.
+/// Commit one roll: checkpoint, record (the commit point), publishing, clean-up.
 #[allow(clippy::too_many_arguments)]
 pub fn commit(
     layout: &Layout,
@@ -227,43 +183,41 @@ pub fn commit(
     now_ms: i64,
     watermark_ms: Option<i64>,
 ) -> Result<CommitRecord, CommitError> {
-    let ckpt = write_atomically(
-        &layout.state_dir(stream, partition),
-        &format!("{seq:020}.ckpt"),
-        checkpoint,
-    )?;
+    let store = layout.store();
+    let ckpt = format!("{}/{seq:020}.ckpt", layout.state_key(stream, partition));
+    store.put(&ckpt, checkpoint.to_vec())?;
     let rec = CommitRecord {
         seq,
         stream: stream.to_string(),
         partition,
         next_offset,
         files,
-        checkpoint: layout.relative(&ckpt),
+        checkpoint: ckpt,
         rows,
         dead_letters,
         committed_at_ms: now_ms,
         watermark_ms,
     };
+    let key = format!("{}/{}", layout.log_key(stream, partition), record_name(seq));
     let body = serde_json::to_vec_pretty(&rec).map_err(|source| CommitError::Record {
-        path: layout.log_dir(stream, partition),
+        key: key.clone(),
         source,
     })?;
-    let path = write_atomically(&layout.log_dir(stream, partition), &record_name(seq), &body)?;
-    finish_renames(layout, &path, &rec)?;
+    store.put(&key, body)?;
+    finish_publishing(layout, &key, &rec)?;
     forget_older(layout, stream, partition, seq);
     Ok(rec)
 }
 
-/// Repeat the renames of a committed record whose temporary file is still there.
-fn finish_renames(layout: &Layout, record: &Path, rec: &CommitRecord) -> Result<(), CommitError> {
+/// Publish every file of a committed record that is still under its temporary key.
+fn finish_publishing(layout: &Layout, record: &str, rec: &CommitRecord) -> Result<(), CommitError> {
+    let store = layout.store();
     for f in &rec.files {
-        let tmp = layout.absolute(&f.tmp);
-        let dest = layout.absolute(&f.dest);
-        if tmp.exists() {
-            rename_durably(&tmp, &dest)?;
-        } else if !dest.exists() {
+        if store.exists(&f.tmp)? {
+            store.publish(&f.tmp, &f.dest)?;
+        } else if !store.exists(&f.dest)? {
             return Err(CommitError::MissingFile {
-                record: record.to_path_buf(),
+                record: record.to_string(),
                 file: f.dest.clone(),
             });
         }
@@ -274,22 +228,20 @@ fn finish_renames(layout: &Layout, record: &Path, rec: &CommitRecord) -> Result<
 /// Delete records and checkpoints older than the one before `seq` (kept for inspection).
 fn forget_older(layout: &Layout, stream: &str, partition: i32, seq: u64) {
     let keep_from = seq.saturating_sub(1);
+    let store = layout.store();
     for dir in [
-        layout.log_dir(stream, partition),
-        layout.state_dir(stream, partition),
+        layout.log_key(stream, partition),
+        layout.state_key(stream, partition),
     ] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let old = name
+        let Ok(keys) = store.list(&dir) else { continue };
+        for key in keys {
+            let old = base_name(&key)
                 .split('.')
                 .next()
                 .and_then(|n| n.parse::<u64>().ok())
                 .is_some_and(|n| n < keep_from);
-            if old && let Err(err) = std::fs::remove_file(e.path()) {
-                tracing::warn!(path = %e.path().display(), error = %err, "cannot delete an old commit file");
+            if old && let Err(err) = store.delete(&key) {
+                tracing::warn!(key = %key, error = %err, "cannot delete an old commit file");
             }
         }
     }
@@ -310,37 +262,45 @@ pub fn recover(
     partition: i32,
 ) -> Result<Option<Recovered>, CommitError> {
     let found = latest(layout, stream, partition)?;
-    if let Some((path, rec)) = &found {
-        finish_renames(layout, path, rec)?;
+    if let Some((key, rec)) = &found {
+        finish_publishing(layout, key, rec)?;
     }
     remove_uncommitted(layout, stream, partition)?;
-    let Some((_, record)) = found else {
+    let Some((key, record)) = found else {
         return Ok(None);
     };
-    let ckpt = layout.absolute(&record.checkpoint);
-    let checkpoint = std::fs::read(&ckpt).map_err(io_err(&ckpt))?;
+    let Some(checkpoint) = layout.store().get(&record.checkpoint)? else {
+        return Err(CommitError::MissingCheckpoint {
+            record: key,
+            checkpoint: record.checkpoint,
+        });
+    };
     Ok(Some(Recovered { record, checkpoint }))
 }
 
-/// Delete every temporary data or dead-letter file of one input partition.
+/// Delete every temporary data or dead-letter file of one input partition, in the store and
+/// in an object store's local spool.
 fn remove_uncommitted(layout: &Layout, stream: &str, partition: i32) -> Result<(), CommitError> {
     let prefix = format!(".part-{stream}-{partition}-");
-    let mut stack = vec![layout.table_dir(), layout.dead_letter_dir()];
-    while let Some(dir) = stack.pop() {
-        let Some(entries) = read_dir_if_any(&dir)? else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.map_err(io_err(&dir))?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            let path = entry.path();
-            if entry.file_type().map_err(io_err(&path))?.is_dir() {
-                if name != "_normlake" {
-                    stack.push(path);
+    let ours = |key: &str| {
+        let n = base_name(key);
+        n.starts_with(&prefix) && n.ends_with(".tmp") && !key.contains("/_normlake/")
+    };
+    let store = layout.store();
+    for dir in [layout.table_key().to_string(), layout.dead_letter_key()] {
+        for key in store.list(&dir)? {
+            if ours(&key) {
+                store.delete(&key)?;
+                tracing::info!(key = %key, "removed uncommitted file");
+            }
+        }
+        if let Some(spool) = store.spool() {
+            // Files being built when the process stopped; the spool mirrors the keys.
+            let local = super::Store::local(&spool.to_string_lossy());
+            for key in local.list(&dir)? {
+                if ours(&key) {
+                    local.delete(&key)?;
                 }
-            } else if name.starts_with(&prefix) && name.ends_with(".tmp") {
-                std::fs::remove_file(&path).map_err(io_err(&path))?;
-                tracing::info!(path = %path.display(), "removed uncommitted file");
             }
         }
     }
@@ -358,14 +318,17 @@ mod tests {
     }
 
     fn pending(layout: &Layout, name: &str) -> FileMove {
-        let d = layout.table_dir().join("dt=2026-11-26/hr=02");
-        std::fs::create_dir_all(&d).unwrap();
-        let tmp = d.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, b"data").unwrap();
+        let d = "t/dt=2026-11-26/hr=02";
+        let tmp = format!("{d}/.{name}.tmp");
+        layout.store().put(&tmp, b"data".to_vec()).unwrap();
         FileMove {
-            tmp: layout.relative(&tmp),
-            dest: layout.relative(&d.join(format!("{name}.parquet"))),
+            tmp,
+            dest: format!("{d}/{name}.parquet"),
         }
+    }
+
+    fn exists(layout: &Layout, key: &str) -> bool {
+        layout.store().exists(key).unwrap()
     }
 
     #[test]
@@ -386,58 +349,69 @@ mod tests {
             Some(5),
         )
         .unwrap();
-        assert!(layout.absolute(&f.dest).exists());
-        assert!(!layout.absolute(&f.tmp).exists());
+        assert!(exists(&layout, &f.dest));
+        assert!(!exists(&layout, &f.tmp));
         let got = recover(&layout, "s", 0).unwrap().unwrap();
         assert_eq!(got.record, rec);
         assert_eq!(got.checkpoint, b"state-1");
         assert!(recover(&layout, "s", 1).unwrap().is_none());
+        assert_eq!(lake_watermark(&layout).unwrap(), Some(5));
     }
 
     #[test]
-    fn recovery_rolls_a_committed_rename_forward_and_drops_uncommitted_files() {
+    fn recovery_rolls_a_committed_publish_forward_and_drops_uncommitted_files() {
         let (_d, layout) = setup();
         let committed = pending(&layout, "part-s-0-0-9");
         let uncommitted = pending(&layout, "part-s-0-10");
         let other_partition = pending(&layout, "part-s-1-0");
-        // A crash right after the commit point: the record exists, the rename did not happen.
-        let ckpt = write_atomically(
-            &layout.state_dir("s", 0),
-            "00000000000000000001.ckpt",
-            b"st",
-        )
-        .unwrap();
+        // A crash right after the commit point: the record exists, the publish did not happen.
+        let ckpt = format!("{}/00000000000000000001.ckpt", layout.state_key("s", 0));
+        layout.store().put(&ckpt, b"st".to_vec()).unwrap();
         let rec = CommitRecord {
             seq: 1,
             stream: "s".into(),
             partition: 0,
             next_offset: 10,
             files: vec![committed.clone()],
-            checkpoint: layout.relative(&ckpt),
+            checkpoint: ckpt,
             rows: 10,
             dead_letters: 0,
             committed_at_ms: 0,
             watermark_ms: None,
         };
-        write_atomically(
-            &layout.log_dir("s", 0),
-            &record_name(1),
-            &serde_json::to_vec(&rec).unwrap(),
-        )
-        .unwrap();
+        layout
+            .store()
+            .put(
+                &format!("{}/{}", layout.log_key("s", 0), record_name(1)),
+                serde_json::to_vec(&rec).unwrap(),
+            )
+            .unwrap();
         let got = recover(&layout, "s", 0).unwrap().unwrap();
         assert_eq!(got.record.next_offset, 10);
-        assert!(layout.absolute(&committed.dest).exists(), "rolled forward");
+        assert!(exists(&layout, &committed.dest), "rolled forward");
         assert!(
-            !layout.absolute(&uncommitted.tmp).exists(),
+            !exists(&layout, &uncommitted.tmp),
             "uncommitted work removed"
         );
         assert!(
-            layout.absolute(&other_partition.tmp).exists(),
+            exists(&layout, &other_partition.tmp),
             "other partitions untouched"
         );
-        let listed = crate::lake::list_parquet(&layout.table_dir()).unwrap();
-        assert_eq!(listed.len(), 1);
+        assert_eq!(layout.table_files().unwrap().len(), 1);
+        // One partition without a watermark holds the lake's back.
+        assert_eq!(lake_watermark(&layout).unwrap(), None);
+    }
+
+    #[test]
+    fn a_record_whose_checkpoint_is_gone_is_an_error_not_a_fresh_start() {
+        let (_d, layout) = setup();
+        commit(&layout, "s", 0, 1, 10, vec![], b"x", 0, 0, 0, None).unwrap();
+        let ckpt = format!("{}/00000000000000000001.ckpt", layout.state_key("s", 0));
+        layout.store().delete(&ckpt).unwrap();
+        assert!(matches!(
+            recover(&layout, "s", 0),
+            Err(CommitError::MissingCheckpoint { .. })
+        ));
     }
 
     #[test]
@@ -459,8 +433,12 @@ mod tests {
             )
             .unwrap();
         }
-        let logs = std::fs::read_dir(layout.log_dir("s", 0)).unwrap().count();
-        let states = std::fs::read_dir(layout.state_dir("s", 0)).unwrap().count();
+        let logs = layout.store().list(&layout.log_key("s", 0)).unwrap().len();
+        let states = layout
+            .store()
+            .list(&layout.state_key("s", 0))
+            .unwrap()
+            .len();
         assert_eq!((logs, states), (2, 2));
         assert_eq!(latest(&layout, "s", 0).unwrap().unwrap().1.seq, 5);
     }

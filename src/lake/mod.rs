@@ -14,10 +14,13 @@
 
 pub mod commit;
 pub mod partition;
+pub mod store;
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+
+pub use store::Store;
 
 /// Failures placing files in the lake.
 #[derive(Debug, thiserror::Error)]
@@ -32,39 +35,77 @@ pub enum LakeError {
         to: PathBuf,
         source: io::Error,
     },
+    #[error("object store: cannot {op} {key}: {source}")]
+    Store {
+        op: &'static str,
+        key: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("lake root {root}: {message}")]
+    Config { root: String, message: String },
 }
 
-/// Where a table lives.
+/// Where a table lives: a store and the table's name, which is its directory (key prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    root: PathBuf,
+    store: Store,
     table: String,
 }
 
 impl Layout {
-    /// `root` is a directory path or a `file://` URI.
+    /// A table in a local directory (`root` is a path or a `file://` URI).
     pub fn new(root: &str, table: &str) -> Layout {
-        let root = root.strip_prefix("file://").unwrap_or(root);
+        Layout::with_store(Store::local(root), table)
+    }
+
+    pub fn with_store(store: Store, table: &str) -> Layout {
         Layout {
-            root: PathBuf::from(root),
+            store,
             table: table.to_string(),
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The configured lake: a local directory or an `s3://` bucket.
+    pub fn open(lake: &crate::config::LakeConfig) -> Result<Layout, LakeError> {
+        Ok(Layout::with_store(
+            Store::open(&lake.root, &lake.s3)?,
+            &lake.table,
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    pub fn table_dir(&self) -> PathBuf {
-        self.root.join(&self.table)
+    /// The table's directory (key prefix).
+    pub fn table_key(&self) -> &str {
+        &self.table
     }
 
-    pub fn dead_letter_dir(&self) -> PathBuf {
-        self.root.join("_dead_letter").join(&self.table)
+    /// Where dead letters of the table go (outside the table, so readers never see them).
+    pub fn dead_letter_key(&self) -> String {
+        format!("_dead_letter/{}", self.table)
+    }
+
+    /// The table's location as engines name it (`file:///…`, `s3://…`).
+    pub fn location(&self) -> String {
+        self.store.uri(&self.table)
+    }
+
+    /// Every published data file of the table, relative to the table's directory.
+    pub fn table_files(&self) -> Result<Vec<String>, LakeError> {
+        let prefix = format!("{}/", self.table);
+        Ok(self
+            .store
+            .list(&self.table)?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .filter(|rel| is_published_data(rel))
+            .collect())
     }
 
     /// File name for rows of `stream`/`partition` whose offsets span `first..=last`.
@@ -73,33 +114,44 @@ impl Layout {
     }
 }
 
-/// A file being written under a hidden temporary name in the directory it will be published in.
+/// A relative path readers take as data: a `.parquet` file, no hidden or `_` segment.
+pub fn is_published_data(rel: &str) -> bool {
+    rel.ends_with(".parquet")
+        && rel
+            .split('/')
+            .all(|seg| !seg.starts_with('.') && !seg.starts_with('_'))
+}
+
+/// A file being built under a hidden temporary key in the directory it will be published in.
 pub struct PendingFile {
-    pub tmp: PathBuf,
+    /// Its key in the store until it is published.
+    pub key: String,
+    /// Where it is written meanwhile (the key's place, or the object store's spool).
+    pub path: PathBuf,
     pub file: File,
 }
 
 impl PendingFile {
     /// Create `dir/.<name>.tmp`.
-    pub fn create(dir: &Path, name: &str) -> Result<PendingFile, LakeError> {
-        std::fs::create_dir_all(dir).map_err(|source| LakeError::CreateDir {
-            path: dir.to_path_buf(),
+    pub fn create(store: &Store, dir: &str, name: &str) -> Result<PendingFile, LakeError> {
+        let key = format!("{dir}/.{name}.tmp");
+        let path = store.work_path(&key);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| LakeError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let file = File::create(&path).map_err(|source| LakeError::Write {
+            path: path.clone(),
             source,
         })?;
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let file = File::create(&tmp).map_err(|source| LakeError::Write {
-            path: tmp.clone(),
-            source,
-        })?;
-        Ok(PendingFile { tmp, file })
+        Ok(PendingFile { key, path, file })
     }
 
-    /// Make the complete file durable under its temporary name.
-    pub fn seal(file: File, tmp: &Path) -> Result<(), LakeError> {
-        file.sync_all().map_err(|source| LakeError::Write {
-            path: tmp.to_path_buf(),
-            source,
-        })
+    /// Make the complete file durable under its temporary key.
+    pub fn seal(store: &Store, file: File, key: &str) -> Result<(), LakeError> {
+        store.upload(file, key)
     }
 }
 
@@ -148,24 +200,18 @@ pub fn hive_ddl(
     )
 }
 
-/// `ALTER TABLE … ADD PARTITION` for every partition directory holding data, with values
-/// unescaped (Hive escapes them again for the path) and quotes doubled for SQL.
-pub fn hive_add_partitions(
-    table: &str,
-    table_dir: &Path,
-    partition_columns: &[String],
-) -> io::Result<String> {
+/// `ALTER TABLE … ADD PARTITION` for every partition directory holding data (`files` are
+/// relative to the table's directory), with values unescaped (Hive escapes them again for the
+/// path) and quotes doubled for SQL.
+pub fn hive_add_partitions(table: &str, files: &[String], partition_columns: &[String]) -> String {
     if partition_columns.is_empty() {
-        return Ok(String::new());
+        return String::new();
     }
-    let mut parts: Vec<Vec<String>> = list_parquet(table_dir)?
+    let mut parts: Vec<Vec<String>> = files
         .iter()
         .filter_map(|f| {
-            let rel = f.parent()?.strip_prefix(table_dir).ok()?;
-            let segs: Vec<String> = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().to_string())
-                .collect();
+            let (dir, _) = f.rsplit_once('/')?;
+            let segs: Vec<&str> = dir.split('/').collect();
             (segs.len() == partition_columns.len()).then_some(())?;
             segs.iter()
                 .zip(partition_columns)
@@ -178,7 +224,7 @@ pub fn hive_add_partitions(
         .collect();
     parts.sort();
     parts.dedup();
-    Ok(parts
+    parts
         .iter()
         .map(|values| {
             let spec: Vec<String> = partition_columns
@@ -191,7 +237,7 @@ pub fn hive_add_partitions(
                 spec.join(", ")
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Every published Parquet file under `dir`, recursively (hidden and `_` entries skipped).
@@ -229,17 +275,18 @@ mod tests {
 
     #[test]
     fn ddl_lists_partitions_unescaped_and_quoted() {
-        let dir = tempfile::tempdir().unwrap();
         let cols = vec!["dt".to_string(), "site".to_string()];
-        for d in [
-            "dt=2026-11-27/site=a%2Fb",
-            "dt=2026-11-27/site=o'k",
-            "dt=2026-11-28/site=x",
-        ] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-            std::fs::write(dir.path().join(d).join("part-t-0-0-0.parquet"), b"").unwrap();
-        }
-        let text = hive_add_partitions("t", dir.path(), &cols).unwrap();
+        let files: Vec<String> = [
+            "dt=2026-11-27/site=a%2Fb/part-t-0-0-0.parquet",
+            "dt=2026-11-27/site=a%2Fb/part-t-0-1-1.parquet",
+            "dt=2026-11-27/site=o'k/part-t-0-0-0.parquet",
+            "dt=2026-11-28/site=x/part-t-0-0-0.parquet",
+            "dt=2026-11-28/part-t-0-0-0.parquet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let text = hive_add_partitions("t", &files, &cols);
         assert_eq!(
             text,
             "ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-27', `site`='a/b');\n\
@@ -262,24 +309,25 @@ mod tests {
     #[test]
     fn layout_accepts_file_uris() {
         let l = Layout::new("file:///tmp/lake", "t");
-        assert_eq!(l.table_dir(), PathBuf::from("/tmp/lake/t"));
-        assert_eq!(
-            l.dead_letter_dir(),
-            PathBuf::from("/tmp/lake/_dead_letter/t")
-        );
+        assert_eq!(l.location(), "file:///tmp/lake/t");
+        assert_eq!(l.dead_letter_key(), "_dead_letter/t");
     }
 
     #[test]
-    fn seal_then_rename_publishes_and_listing_skips_hidden() {
+    fn seal_then_publish_and_listing_skips_hidden() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("dt=x");
-        let p = PendingFile::create(&d, "part-a").unwrap();
-        assert_eq!(list_parquet(dir.path()).unwrap().len(), 0);
-        PendingFile::seal(p.file, &p.tmp).unwrap();
-        rename_durably(&p.tmp, &d.join("part-a.parquet")).unwrap();
+        let layout = Layout::new(dir.path().to_str().unwrap(), "t");
+        let store = layout.store();
+        let p = PendingFile::create(store, "t/dt=x", "part-a").unwrap();
+        assert_eq!(p.key, "t/dt=x/.part-a.tmp");
+        assert_eq!(layout.table_files().unwrap().len(), 0);
+        PendingFile::seal(store, p.file, &p.key).unwrap();
+        store.publish(&p.key, "t/dt=x/part-a.parquet").unwrap();
+        store.put("t/_normlake/log/x.parquet", vec![]).unwrap();
+        assert_eq!(layout.table_files().unwrap(), vec!["dt=x/part-a.parquet"]);
         assert_eq!(
-            list_parquet(dir.path()).unwrap(),
-            vec![dir.path().join("dt=x/part-a.parquet")]
+            list_parquet(&dir.path().join("t")).unwrap(),
+            vec![dir.path().join("t/dt=x/part-a.parquet")]
         );
     }
 }

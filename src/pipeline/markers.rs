@@ -3,7 +3,6 @@
 //! the partition's end plus the configured delay.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::Processor;
@@ -26,25 +25,37 @@ impl Processor {
     /// other instances): candidates for the marker.
     pub(super) fn find_incomplete_partitions(&mut self) {
         let Some(m) = &mut self.markers else { return };
-        let table = self.layout.table_dir();
-        let files = match crate::lake::list_parquet(&table) {
-            Ok(f) => f,
+        // One listing: data files and markers alike (markers start with `_`, so
+        // `table_files` skips them).
+        let keys = match self.layout.store().list(self.layout.table_key()) {
+            Ok(k) => k,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the table's partitions");
                 return;
             }
         };
-        for f in files {
-            let Some(dir) = f.parent() else { continue };
-            if dir.join(lake_commit::SUCCESS).exists() {
+        let prefix = format!("{}/", self.layout.table_key());
+        let rel: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .collect();
+        let marked: std::collections::BTreeSet<&str> = rel
+            .iter()
+            .filter_map(|k| k.strip_suffix(lake_commit::SUCCESS))
+            .map(|d| d.trim_end_matches('/'))
+            .collect();
+        for f in rel {
+            if !crate::lake::is_published_data(f) {
                 continue;
             }
-            let Ok(rel) = dir.strip_prefix(&table) else {
+            let Some((dir, _)) = f.rsplit_once('/') else {
                 continue;
             };
-            let rel = rel.to_string_lossy().to_string();
-            if let Some(end) = m.partitioning.bucket_end_of(&rel) {
-                m.unmarked.insert(rel, end);
+            if marked.contains(dir) {
+                continue;
+            }
+            if let Some(end) = m.partitioning.bucket_end_of(dir) {
+                m.unmarked.insert(dir.to_string(), end);
             }
         }
     }
@@ -91,16 +102,15 @@ impl Processor {
     }
 
     /// Note the partition directories a commit published (dead-letter files are not in one).
-    pub(super) fn published(&mut self, files: &[(PathBuf, PathBuf)]) {
+    pub(super) fn published(&mut self, files: &[(String, String)]) {
         let Some(m) = &mut self.markers else { return };
-        let table = self.layout.table_dir();
+        let prefix = format!("{}/", self.layout.table_key());
         for (_, dest) in files {
-            let Some(rel) = dest.parent().and_then(|d| d.strip_prefix(&table).ok()) else {
+            let Some((rel, _)) = dest.strip_prefix(&prefix).and_then(|r| r.rsplit_once('/')) else {
                 continue;
             };
-            let rel = rel.to_string_lossy().to_string();
-            if let Some(end) = m.partitioning.bucket_end_of(&rel) {
-                m.unmarked.insert(rel, end);
+            if let Some(end) = m.partitioning.bucket_end_of(rel) {
+                m.unmarked.insert(rel.to_string(), end);
             }
         }
     }

@@ -56,6 +56,8 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error("the lake's commit log failed: {0}")]
     Commit(#[from] CommitError),
+    #[error("the lake cannot be opened: {0}")]
+    Lake(#[from] crate::lake::LakeError),
     #[error("checkpoint of {stream}/{partition} cannot be {op}: {message}")]
     Checkpoint {
         stream: String,
@@ -266,7 +268,7 @@ impl Processor {
         let floats: Vec<&str> = schema.float_columns().collect();
         let hash = config_hash(cfg);
         let props = writer_properties(cfg.lake.compression, &floats, &hash, &parquet_settings(cfg));
-        let layout = Layout::new(&cfg.lake.root, &cfg.lake.table);
+        let layout = Layout::open(&cfg.lake)?;
         let dead: Box<dyn DeadLetterSink> = match cfg.dead_letter.destination {
             DeadLetterDestination::Lake => {
                 Box::new(LakeDeadLetters::new(layout.clone(), props.clone()))
@@ -755,8 +757,8 @@ impl Processor {
             .files
             .iter()
             .map(|(tmp, dest)| FileMove {
-                tmp: self.layout.relative(tmp),
-                dest: self.layout.relative(dest),
+                tmp: tmp.clone(),
+                dest: dest.clone(),
             })
             .collect();
         let seq = part.seq + 1;

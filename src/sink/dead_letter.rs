@@ -126,10 +126,12 @@ impl DeadLetterSink for LakeDeadLetters {
         }
         let first = dead.iter().map(|d| d.offset).min().unwrap_or(0);
         let last = dead.iter().map(|d| d.offset).max().unwrap_or(0);
-        let dir = self.layout.dead_letter_dir();
-        let pending = PendingFile::create(&dir, &format!("part-{stream}-{partition}-{first}"))?;
+        let dir = self.layout.dead_letter_key();
+        let store = self.layout.store();
+        let pending =
+            PendingFile::create(store, &dir, &format!("part-{stream}-{partition}-{first}"))?;
         let perr = |source| SinkError::Parquet {
-            path: pending.tmp.clone(),
+            path: pending.path.clone(),
             source,
         };
         let schema = dead_letter_schema();
@@ -164,10 +166,13 @@ impl DeadLetterSink for LakeDeadLetters {
         w.write(&batch).map_err(perr)?;
         let file = w.into_inner().map_err(perr)?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let dest = dir.join(Layout::file_name(stream, partition, first, last));
-        PendingFile::seal(file, &pending.tmp)?;
+        let dest = format!(
+            "{dir}/{}",
+            Layout::file_name(stream, partition, first, last)
+        );
+        PendingFile::seal(store, file, &pending.key)?;
         Ok(Sealed {
-            files: vec![(pending.tmp, dest)],
+            files: vec![(pending.key, dest)],
             rows: 0,
             dead_letters: dead.len(),
             bytes,

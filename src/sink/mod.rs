@@ -74,8 +74,8 @@ pub struct RollingPolicy {
 /// each is to be published as (the commit protocol in `lake::commit` renames them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sealed {
-    /// (temporary, final) paths.
-    pub files: Vec<(PathBuf, PathBuf)>,
+    /// (temporary, final) keys.
+    pub files: Vec<(String, String)>,
     pub rows: usize,
     pub dead_letters: usize,
     pub bytes: u64,
@@ -85,8 +85,11 @@ pub struct Sealed {
 
 struct OpenFile {
     writer: ArrowWriter<File>,
+    /// Where it is written (for messages).
     tmp: PathBuf,
-    dir: PathBuf,
+    /// Its temporary key, and the key of its directory.
+    key: String,
+    dir: String,
     first: i64,
     last: i64,
     rows: usize,
@@ -290,22 +293,26 @@ impl Sink {
             let file = match open.files.entry(dir_name) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    let dir = self.layout.table_dir().join(v.key());
-                    let after_complete = dir.join(crate::lake::commit::SUCCESS).exists();
+                    let dir = format!("{}/{}", self.layout.table_key(), v.key());
+                    let after_complete = self
+                        .layout
+                        .store()
+                        .exists(&crate::lake::commit::marker_key(&self.layout, v.key()))?;
                     let name = format!("part-{stream}-{partition}-{first}");
-                    let pending = PendingFile::create(&dir, &name)?;
+                    let pending = PendingFile::create(self.layout.store(), &dir, &name)?;
                     let writer = ArrowWriter::try_new(
                         pending.file,
                         self.schema.schema().clone(),
                         Some(self.props.clone()),
                     )
                     .map_err(|source| SinkError::Parquet {
-                        path: pending.tmp.clone(),
+                        path: pending.path.clone(),
                         source,
                     })?;
                     v.insert(OpenFile {
                         writer,
-                        tmp: pending.tmp,
+                        tmp: pending.path,
+                        key: pending.key,
                         dir,
                         first,
                         last,
@@ -415,7 +422,7 @@ impl Sink {
             if let Some(open) = self.open.remove(key) {
                 for (_, f) in open.files {
                     drop(f.writer);
-                    if let Err(e) = std::fs::remove_file(&f.tmp) {
+                    if let Err(e) = self.layout.store().discard(&f.key) {
                         tracing::warn!(path = %f.tmp.display(), error = %e, "cannot remove an abandoned temporary file");
                     }
                 }
@@ -436,16 +443,18 @@ impl Sink {
             if f.after_complete {
                 report.rows_after_complete += f.rows;
             }
-            let dest = f
-                .dir
-                .join(Layout::file_name(stream, partition, f.first, f.last));
+            let dest = format!(
+                "{}/{}",
+                f.dir,
+                Layout::file_name(stream, partition, f.first, f.last)
+            );
             let file = f.writer.into_inner().map_err(|source| SinkError::Parquet {
                 path: f.tmp.clone(),
                 source,
             })?;
             report.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
-            PendingFile::seal(file, &f.tmp)?;
-            report.files.push((f.tmp, dest));
+            PendingFile::seal(self.layout.store(), file, &f.key)?;
+            report.files.push((f.key, dest));
         }
         Ok(report)
     }

@@ -112,8 +112,9 @@ fn rows_split_by_hour_and_roll_into_named_files() {
         crate::lake::list_parquet(dir.path()).unwrap().is_empty(),
         "nothing visible before the commit renames"
     );
+    let store = crate::lake::Store::local(dir.path().to_str().unwrap());
     for (tmp, dest) in &report.files {
-        crate::lake::rename_durably(tmp, dest).unwrap();
+        store.publish(tmp, dest).unwrap();
     }
     let files = crate::lake::list_parquet(&dir.path().join("t")).unwrap();
     let names: Vec<String> = files
@@ -272,7 +273,8 @@ fn parquet_settings_reach_the_file() {
     .unwrap();
     let sealed = sink.seal(&stream, 0).unwrap();
     let (tmp, _) = &sealed.files[0];
-    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(tmp).unwrap()).unwrap();
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.path().join(tmp)).unwrap())
+        .unwrap();
     let meta = b.metadata();
     assert_eq!(meta.num_row_groups(), 3, "row groups of 2 rows");
     let col = |name: &str| {
