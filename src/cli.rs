@@ -55,6 +55,18 @@ pub enum Command {
         #[arg(long)]
         location: Option<String>,
     },
+    /// Merge the small files of complete partitions (those with `_SUCCESS`) into files near
+    /// `[lake.compaction] target_size`; safe beside a running job and safe to interrupt.
+    Compact {
+        #[arg(long, short, env = "NORMLAKE_CONFIG")]
+        config: PathBuf,
+        /// Only this partition, relative to the table (`dt=2026-11-26/hr=02`); repeatable.
+        #[arg(long)]
+        partition: Vec<String>,
+        /// The size merged files aim at (default: the configuration's).
+        #[arg(long, value_parser = parse_size)]
+        target_size: Option<u64>,
+    },
     /// Check a configuration file and report every error at once.
     ValidateConfig { config: PathBuf },
     /// Produce synthetic sensor events.
@@ -75,6 +87,12 @@ pub enum Command {
 pub enum Listen {
     Off,
     On(std::net::SocketAddr),
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("expected a size such as 64MiB: {e}"))
 }
 
 fn parse_listen(s: &str) -> Result<Listen, String> {
@@ -123,6 +141,49 @@ pub async fn main(cli: Cli) -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Compact {
+            config,
+            partition,
+            target_size,
+        } => match Config::load(&config) {
+            Ok(c) => {
+                let opts = crate::compact::CompactOptions {
+                    target_bytes: target_size.unwrap_or(c.lake.compaction.target_size.0),
+                    partitions: partition,
+                };
+                let done = tokio::task::spawn_blocking(move || {
+                    crate::compact::compact(&c, &opts, |line| tracing::info!("{line}"))
+                })
+                .await;
+                match done {
+                    Ok(Ok(r)) => {
+                        println!(
+                            "compacted {} partitions: {} files ({} bytes) into {} ({} bytes), {} rows; {} interrupted merges finished",
+                            r.partitions,
+                            r.files_in,
+                            r.bytes_in,
+                            r.files_out,
+                            r.bytes_out,
+                            r.rows,
+                            r.resumed
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Ok(Err(e)) => {
+                        eprintln!("compaction failed: {e}");
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("compaction failed: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(2)

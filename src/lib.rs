@@ -18,6 +18,7 @@
 //!   `generate`, `demo`).
 
 pub mod cli;
+pub mod compact;
 pub mod config;
 pub mod decode;
 pub mod demo;

@@ -97,9 +97,28 @@ pub struct LakeConfig {
     pub parquet: ParquetSection,
     #[serde(default)]
     pub success_marker: SuccessMarkerSection,
+    #[serde(default)]
+    pub compaction: CompactionSection,
     /// Connection settings when `root` is `s3://bucket[/prefix]`.
     #[serde(default)]
     pub s3: S3Section,
+}
+
+/// `[lake.compaction]`: what `normlake compact` aims at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionSection {
+    /// Size of a merged file; files under ¾ of it are merged.
+    #[serde(default = "defaults::max_bytes")]
+    pub target_size: ByteSize,
+}
+
+impl Default for CompactionSection {
+    fn default() -> Self {
+        CompactionSection {
+            target_size: defaults::max_bytes(),
+        }
+    }
 }
 
 /// `[lake.s3]`: an S3-compatible object store (AWS S3, MinIO, …). Every field is optional:
@@ -267,6 +286,9 @@ pub(super) fn validate_lake(l: &LakeConfig, c: &mut Collector) {
         c.err("lake.root", "must not be empty");
     }
     validate_s3(l, c);
+    if l.compaction.target_size.0 < 1 << 20 {
+        c.err("lake.compaction.target_size", "must be at least 1MiB");
+    }
     let t = &l.table;
     if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
         c.err(

@@ -23,8 +23,8 @@ mod plan;
 mod values;
 
 pub use lake::{
-    Codec, LakeConfig, ParquetSection, PartitioningSection, RollingConfig, S3Section,
-    StatisticsLevel, SuccessMarkerSection,
+    Codec, CompactionSection, LakeConfig, ParquetSection, PartitioningSection, RollingConfig,
+    S3Section, StatisticsLevel, SuccessMarkerSection,
 };
 use lake::{build_partitioning, validate_lake};
 use plan::build_plan;
