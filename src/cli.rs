@@ -51,9 +51,15 @@ pub enum Command {
     Ddl {
         #[arg(long, short, env = "NORMLAKE_CONFIG")]
         config: PathBuf,
-        /// The table location to print (default: the absolute path of the configured root).
+        /// The table location to print (default: the configured root's URI).
         #[arg(long)]
         location: Option<String>,
+        /// `hive` (Hive, Spark SQL) or `trino` (Trino's Hive connector).
+        #[arg(long, value_enum, default_value_t = Dialect::Hive)]
+        dialect: Dialect,
+        /// The schema (database) the Trino table goes in.
+        #[arg(long, default_value = "default")]
+        schema: String,
     },
     /// Merge the small files of complete partitions (those with `_SUCCESS`) into files near
     /// `[lake.compaction] target_size`; safe beside a running job and safe to interrupt.
@@ -80,6 +86,13 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         events: u64,
     },
+}
+
+/// Which SQL `normlake ddl` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    Hive,
+    Trino,
 }
 
 /// Where the operator endpoints listen.
@@ -130,8 +143,16 @@ pub async fn shutdown_signal() {
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::ValidateConfig { config } => validate(&config),
-        Command::Ddl { config, location } => match Config::load(&config) {
-            Ok(c) => match ddl(&c, location) {
+        Command::Ddl {
+            config,
+            location,
+            dialect,
+            schema,
+        } => match Config::load(&config) {
+            Ok(c) => match match dialect {
+                Dialect::Hive => ddl(&c, location),
+                Dialect::Trino => Ok(trino_ddl(&c, &schema, location)),
+            } {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -278,6 +299,24 @@ pub fn ddl(c: &Config, location: Option<String>) -> Result<String, crate::lake::
         &partition_columns,
     );
     Ok(text)
+}
+
+/// The Trino DDL for a configuration (a partition sync registers the partitions present).
+pub fn trino_ddl(c: &Config, schema: &str, location: Option<String>) -> String {
+    let location = location.unwrap_or_else(|| {
+        if c.lake.root.starts_with("s3://") {
+            format!("{}/{}", c.lake.root.trim_end_matches('/'), c.lake.table)
+        } else {
+            crate::lake::Store::local(&c.lake.root).uri(&c.lake.table)
+        }
+    });
+    crate::lake::trino_ddl(
+        schema,
+        &c.lake.table,
+        &crate::pipeline::output_schema(c).hive_columns(),
+        &c.partitioning.columns(),
+        &location,
+    )
 }
 
 fn validate(path: &Path) -> ExitCode {

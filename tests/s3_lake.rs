@@ -242,37 +242,43 @@ async fn kill_9_during_runs_on_s3_loses_and_duplicates_nothing() {
             .map(|(_, r)| r.seq)
             .sum::<u64>()
     };
-    let (mut round, mut kills, mut after_progress) = (0, 0, 0);
+    let (mut round, mut kills) = (0, 0);
     let (mut root, mut cfg) = s3_config(round);
-    // Kill moments spread over the length of a fault-free run, after the group join.
-    let span = (took.as_millis() as u64).max(1_000);
     eprintln!("fault-free run took {took:?}");
+    // Every kill lands after the run has committed more to S3 (so it interrupts real work),
+    // at a varying moment after that.
     for i in 0..60u64 {
         if kills == 8 {
             break;
         }
         let before = progress(&root);
         let mut j = Job::start(&cfg, true, &log);
-        std::thread::sleep(Duration::from_millis(800 + (i * 7_919) % span));
-        if j.wait(Duration::ZERO).is_some() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut finished = false;
+        while progress(&root) == before {
+            if j.wait(Duration::ZERO).is_some() {
+                finished = true;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job committed nothing to S3 for a minute:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis((i * 7_919) % 400));
+        if finished || j.wait(Duration::ZERO).is_some() {
+            // It reached the end: go on with a fresh lake so that every kill counts.
             round += 1;
             (root, cfg) = s3_config(round);
             continue;
         }
         j.kill9();
         kills += 1;
-        if progress(&root) > before {
-            after_progress += 1;
-        }
     }
-    eprintln!(
-        "killed {kills} times in {} rounds, {after_progress} after the lake had committed more",
-        round + 1
-    );
-    assert!(
-        kills == 8 && after_progress >= 3,
-        "at least three kills must interrupt a run that had committed to S3 ({after_progress})"
-    );
+    eprintln!("killed {kills} times in {} rounds", round + 1);
+    assert_eq!(kills, 8, "the job must be killed mid-run eight times");
     let last = job::run_to_end(&cfg, &log);
     eprintln!("the last run took {last:?}");
     let got_dir = tempfile::tempdir().expect("download dir");

@@ -200,6 +200,52 @@ pub fn hive_ddl(
     )
 }
 
+/// The same table for Trino's Hive connector: `CREATE TABLE … WITH (external_location …)`,
+/// partition columns last (Trino's rule), then a partition sync that registers every partition
+/// directory present (run it again to pick up new ones).
+pub fn trino_ddl(
+    schema: &str,
+    table: &str,
+    columns: &[(String, &str)],
+    partition_columns: &[String],
+    location: &str,
+) -> String {
+    let trino_type = |hive: &str| match hive {
+        "STRING" => "varchar",
+        "TIMESTAMP" => "timestamp(3)",
+        "INT" => "integer",
+        "BIGINT" => "bigint",
+        "DOUBLE" => "double",
+        _ => "varbinary",
+    };
+    let mut cols: Vec<String> = columns
+        .iter()
+        .map(|(n, t)| format!("  \"{n}\" {}", trino_type(t)))
+        .collect();
+    cols.extend(
+        partition_columns
+            .iter()
+            .map(|n| format!("  \"{n}\" varchar")),
+    );
+    let mut with = vec![
+        format!("  external_location = '{}'", location.replace('\'', "''")),
+        "  format = 'PARQUET'".to_string(),
+    ];
+    if !partition_columns.is_empty() {
+        let names: Vec<String> = partition_columns.iter().map(|n| format!("'{n}'")).collect();
+        with.push(format!("  partitioned_by = ARRAY[{}]", names.join(", ")));
+    }
+    let mut text = format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";\nCREATE TABLE IF NOT EXISTS \"{schema}\".\"{table}\" (\n{}\n)\nWITH (\n{}\n);\n",
+        cols.join(",\n"),
+        with.join(",\n")
+    );
+    if !partition_columns.is_empty() {
+        text += &format!("CALL system.sync_partition_metadata('{schema}', '{table}', 'FULL');\n");
+    }
+    text
+}
+
 /// `ALTER TABLE … ADD PARTITION` for every partition directory holding data (`files` are
 /// relative to the table's directory), with values unescaped (Hive escapes them again for the
 /// path) and quotes doubled for SQL.

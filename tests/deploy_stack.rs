@@ -1,0 +1,451 @@
+//! The docker-compose stack is correct by construction (no Docker engine runs here): the
+//! compose file parses as a compose file, every file it references exists, every dependency
+//! and health condition points at a real service, no two services publish the same port, the
+//! job's configuration passes validation, Prometheus scrapes the port the job listens on, the
+//! Grafana dashboard is valid JSON that queries only metrics normlake exports, and the Trino
+//! DDL the stack applies is exactly what `normlake ddl --dialect trino` prints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use docker_compose_types::{
+    BuildStep, Command, Compose, DependsOnOptions, Ports, Service, Volumes,
+};
+use normlake::config::Config;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn deploy() -> PathBuf {
+    Path::new(ROOT).join("deploy")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn compose() -> (Compose, serde_norway::Value) {
+    let text = read(&deploy().join("docker-compose.yml"));
+    let typed: Compose = serde_norway::from_str(&text).expect("a valid compose file");
+    let raw: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    (typed, raw)
+}
+
+fn services(c: &Compose) -> BTreeMap<String, Service> {
+    c.services
+        .0
+        .iter()
+        .map(|(n, s)| (n.clone(), s.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn args(s: &Service) -> Vec<String> {
+    match &s.command {
+        Some(Command::Args(a)) => a.clone(),
+        Some(Command::Simple(c)) => c.split_whitespace().map(str::to_string).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// (host path, container path) of every bind mount of a service.
+fn binds(s: &Service) -> Vec<(String, String)> {
+    s.volumes
+        .iter()
+        .filter_map(|v| match v {
+            Volumes::Simple(spec) => {
+                let mut parts = spec.split(':');
+                let src = parts.next()?.to_string();
+                let dst = parts.next()?.to_string();
+                src.starts_with('.').then_some((src, dst))
+            }
+            Volumes::Advanced(_) => None,
+        })
+        .collect()
+}
+
+fn named_volumes(s: &Service) -> Vec<String> {
+    s.volumes
+        .iter()
+        .filter_map(|v| match v {
+            Volumes::Simple(spec) => {
+                let src = spec.split(':').next()?;
+                (!src.starts_with('.') && !src.starts_with('/')).then(|| src.to_string())
+            }
+            Volumes::Advanced(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_service_uses_only_compose_keys_and_has_an_image_or_a_build() {
+    let (c, raw) = compose();
+    // Keys of the compose specification's service definition that this stack may use: a typo
+    // (`depend_on`) would otherwise be ignored silently.
+    let known: BTreeSet<&str> = [
+        "image",
+        "build",
+        "command",
+        "entrypoint",
+        "environment",
+        "depends_on",
+        "ports",
+        "volumes",
+        "healthcheck",
+        "restart",
+        "stop_grace_period",
+    ]
+    .into();
+    let raw_services = raw
+        .get("services")
+        .and_then(|s| s.as_mapping())
+        .expect("services");
+    for (name, def) in raw_services {
+        let name = name.as_str().expect("service name");
+        for key in def.as_mapping().expect("service mapping").keys() {
+            let key = key.as_str().expect("key");
+            assert!(known.contains(key), "{name}: unknown service key {key}");
+        }
+    }
+    let svcs = services(&c);
+    assert!(svcs.len() >= 10, "the stack has its services");
+    for (name, s) in &svcs {
+        assert!(
+            s.image.is_some() || s.build_.is_some(),
+            "{name} has neither image nor build"
+        );
+    }
+    for wanted in [
+        "kafka",
+        "minio",
+        "hive-metastore",
+        "trino",
+        "normlake",
+        "generator",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(svcs.contains_key(wanted), "the stack runs {wanted}");
+    }
+    assert!(
+        svcs["kafka"]
+            .image
+            .as_deref()
+            .is_some_and(|i| i.starts_with("apache/kafka:")),
+        "Apache Kafka's official image (KRaft)"
+    );
+    assert!(
+        svcs["hive-metastore"]
+            .image
+            .as_deref()
+            .is_some_and(|i| i.starts_with("apache/hive:")),
+        "the official Hive image as a standalone metastore"
+    );
+}
+
+#[test]
+fn referenced_files_exist_and_dependencies_point_at_real_services() {
+    let (c, _) = compose();
+    let svcs = services(&c);
+    let declared: BTreeSet<String> = c.volumes.0.keys().cloned().collect();
+    for (name, s) in &svcs {
+        for (src, dst) in binds(s) {
+            let p = deploy().join(&src);
+            assert!(
+                p.exists(),
+                "{name}: {src} (mounted at {dst}) does not exist"
+            );
+        }
+        for v in named_volumes(s) {
+            assert!(declared.contains(&v), "{name}: volume {v} is not declared");
+        }
+        if let Some(BuildStep::Advanced(b)) = &s.build_ {
+            let ctx = deploy().join(&b.context);
+            assert!(ctx.is_dir(), "{name}: build context {}", b.context);
+            let df = ctx.join(b.dockerfile.as_deref().unwrap_or("Dockerfile"));
+            assert!(df.is_file(), "{name}: {}", df.display());
+        }
+        let deps: Vec<(String, Option<String>)> = match &s.depends_on {
+            DependsOnOptions::Simple(v) => v.iter().map(|d| (d.clone(), None)).collect(),
+            DependsOnOptions::Conditional(m) => m
+                .iter()
+                .map(|(d, c)| (d.clone(), Some(c.condition.clone())))
+                .collect(),
+        };
+        for (dep, condition) in deps {
+            let target = svcs
+                .get(&dep)
+                .unwrap_or_else(|| panic!("{name} depends on unknown service {dep}"));
+            match condition.as_deref() {
+                Some("service_healthy") => assert!(
+                    target
+                        .healthcheck
+                        .as_ref()
+                        .is_some_and(|h| h.test.is_some()),
+                    "{name} waits for {dep} to be healthy, but {dep} has no health check"
+                ),
+                Some("service_completed_successfully") => assert_eq!(
+                    target.restart.as_deref(),
+                    Some("no"),
+                    "{name} waits for {dep} to complete: it must be a one-shot service"
+                ),
+                Some("service_started") | None => {}
+                Some(other) => panic!("{name}: unknown condition {other}"),
+            }
+        }
+    }
+    // The Dockerfile copies files that exist, builds in stages and runs unprivileged.
+    let dockerfile = read(&deploy().join("Dockerfile"));
+    assert!(dockerfile.matches("\nFROM ").count() >= 2, "multi-stage");
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.starts_with('0') && !user.starts_with("root"),
+        "non-root: {user}"
+    );
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
+        if line.contains("--from=") {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(
+                Path::new(ROOT).join(src).exists(),
+                "Dockerfile copies {src}, which does not exist"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_two_services_publish_the_same_host_port() {
+    let (c, _) = compose();
+    let mut seen: BTreeMap<u16, String> = BTreeMap::new();
+    for (name, s) in services(&c) {
+        let published: Vec<u16> = match &s.ports {
+            Ports::Short(v) => v
+                .iter()
+                .map(|p| {
+                    let host = p.rsplit_once(':').map_or(p.as_str(), |(h, _)| h);
+                    let host = host.rsplit(':').next().unwrap_or(host);
+                    host.parse().unwrap_or_else(|_| panic!("{name}: port {p}"))
+                })
+                .collect(),
+            Ports::Long(v) => v
+                .iter()
+                .filter_map(|p| match &p.published {
+                    Some(docker_compose_types::PublishedPort::Single(n)) => Some(*n),
+                    _ => None,
+                })
+                .collect(),
+        };
+        for port in published {
+            if let Some(other) = seen.insert(port, name.clone()) {
+                panic!("{name} and {other} both publish port {port}");
+            }
+        }
+    }
+    assert!(
+        seen.contains_key(&8080) && seen.contains_key(&3000),
+        "{seen:?}"
+    );
+}
+
+/// The job's configuration as the stack mounts it.
+fn stack_config(c: &Compose) -> (Service, Config, PathBuf) {
+    let svcs = services(c);
+    let job = svcs["normlake"].clone();
+    let a = args(&job);
+    let at = a
+        .iter()
+        .position(|x| x == "--config")
+        .expect("the job names its config");
+    let in_container = &a[at + 1];
+    let (host, _) = binds(&job)
+        .into_iter()
+        .find(|(_, dst)| dst == in_container)
+        .expect("the config file is mounted");
+    let path = deploy().join(host);
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (job, cfg, path)
+}
+
+#[test]
+fn the_jobs_configuration_is_valid_and_points_into_the_stack() {
+    let (c, _) = compose();
+    let svcs = services(&c);
+    let (job, cfg, path) = stack_config(&c);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_normlake"))
+        .arg("validate-config")
+        .arg(&path)
+        .output()
+        .expect("validate-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let broker_host = cfg.kafka.brokers.split(':').next().expect("host");
+    assert!(
+        svcs.contains_key(broker_host),
+        "brokers {}",
+        cfg.kafka.brokers
+    );
+    let bucket = cfg
+        .lake
+        .root
+        .strip_prefix("s3://")
+        .and_then(|r| r.split('/').next())
+        .expect("an s3:// lake");
+    let mc = args(&svcs["minio-init"]).join(" ");
+    assert!(
+        mc.contains(&format!("local/{bucket}")),
+        "minio-init creates the bucket {bucket}: {mc}"
+    );
+    let endpoint = cfg.lake.s3.endpoint.as_deref().expect("endpoint");
+    assert!(endpoint.starts_with("http://minio:"), "{endpoint}");
+    assert!(svcs.contains_key("minio"));
+    // The example configuration baked into the image validates too.
+    Config::load(&deploy().join("normlake.toml")).expect("deploy/normlake.toml");
+    // Its metrics port is the one Prometheus scrapes.
+    let a = args(&job);
+    let listen = &a[a
+        .iter()
+        .position(|x| x == "--metrics-listen")
+        .expect("listen")
+        + 1];
+    let port = listen.rsplit(':').next().expect("port");
+    let prom: serde_norway::Value =
+        serde_norway::from_str(&read(&deploy().join("prometheus/prometheus.yml")))
+            .expect("prometheus.yml");
+    let targets: Vec<String> = prom["scrape_configs"]
+        .as_sequence()
+        .expect("scrape configs")
+        .iter()
+        .flat_map(|s| {
+            s["static_configs"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|s| s["targets"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        targets.contains(&format!("normlake:{port}")),
+        "Prometheus scrapes normlake:{port}: {targets:?}"
+    );
+}
+
+/// Every series name normlake exports, as Prometheus stores them: the sample lines of a
+/// registry in which every labelled family has a series.
+fn exported_series() -> BTreeSet<String> {
+    let m = normlake::telemetry::Metrics::new();
+    m.dead_letter("malformed_json");
+    m.set_lag([("sensors".to_string(), 0, 5)]);
+    {
+        let mut h = m.latencies();
+        for l in h.iter_mut() {
+            l.record(std::time::Duration::from_millis(250));
+        }
+    }
+    let text = m.encode().expect("encode");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_normlake_exports() {
+    let exported = exported_series();
+    assert!(
+        exported.contains("normlake_records_consumed_total"),
+        "{exported:?}"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&read(&deploy().join("grafana/dashboards/normlake.json")))
+            .expect("the dashboard is valid JSON");
+    let ds: serde_norway::Value = serde_norway::from_str(&read(
+        &deploy().join("grafana/provisioning/datasources/prometheus.yml"),
+    ))
+    .expect("datasource YAML");
+    let uid = ds["datasources"][0]["uid"]
+        .as_str()
+        .expect("datasource uid");
+    let mut queried = BTreeSet::new();
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6);
+    for p in panels {
+        assert_eq!(p["datasource"]["uid"], uid, "{}", p["title"]);
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(i) = rest.find("normlake_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    exported.contains(&name),
+                    "panel {} queries {name}, which normlake does not export",
+                    p["title"]
+                );
+                queried.insert(name.clone());
+                rest = &rest[i + name.len()..];
+            }
+        }
+    }
+    for must in [
+        "normlake_records_consumed_total",
+        "normlake_consumer_lag_messages",
+        "normlake_dead_letters_total",
+        "normlake_latency_seconds",
+        "normlake_files_committed_total",
+        "normlake_bytes_committed_total",
+    ] {
+        assert!(queried.contains(must), "the dashboard shows {must}");
+    }
+    // The provisioning points at the directory the dashboards are mounted in.
+    let prov: serde_norway::Value = serde_norway::from_str(&read(
+        &deploy().join("grafana/provisioning/dashboards/normlake.yml"),
+    ))
+    .expect("provider YAML");
+    let path = prov["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("path");
+    let (c, _) = compose();
+    let grafana = services(&c)["grafana"].clone();
+    assert!(
+        binds(&grafana)
+            .iter()
+            .any(|(src, dst)| dst == path && src == "./grafana/dashboards"),
+        "grafana mounts the dashboards at {path}"
+    );
+}
+
+#[test]
+fn trino_gets_the_table_normlake_ddl_prints() {
+    let (c, _) = compose();
+    let (_, cfg, _) = stack_config(&c);
+    let location = format!(
+        "s3a://{}/{}",
+        cfg.lake.root.trim_start_matches("s3://"),
+        cfg.lake.table
+    );
+    let want = normlake::cli::trino_ddl(&cfg, "default", Some(location));
+    let shipped = read(&deploy().join("trino/sensors.sql"));
+    assert_eq!(
+        shipped, want,
+        "deploy/trino/sensors.sql is stale: regenerate it with `normlake ddl --dialect trino --config deploy/stack/normlake.toml --location s3a://lake/warehouse/sensors`"
+    );
+    assert!(shipped.contains("partitioned_by = ARRAY['dt', 'hr']"));
+    let sync = read(&deploy().join("trino/sync-partitions.sh"));
+    assert!(sync.contains("/sql/sensors.sql") && sync.contains("sync_partition_metadata"));
+    let catalog = read(&deploy().join("trino/catalog/lake.properties"));
+    assert!(catalog.contains("connector.name=hive"));
+    assert!(catalog.contains("thrift://hive-metastore:9083"));
+    assert!(catalog.contains("s3.endpoint=http://minio:9000"));
+}
