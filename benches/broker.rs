@@ -11,7 +11,8 @@
 //! the middle of a batch skips to the next one; high watermarks too low) are avoided by reading
 //! from the beginning with a fresh group and counting messages instead of trusting watermarks.
 //!
-//! Run: `cargo bench --bench broker` (optionally `-- --events N --partitions N`).
+//! Run: `cargo bench --bench broker` (optionally `-- --events N --partitions N --budget-mib N`;
+//! without a budget the job runs with the default `[memory] budget` of 1 GiB).
 
 #[path = "../tests/common/broker.rs"]
 #[allow(dead_code)]
@@ -86,12 +87,18 @@ fn prefill(brokers: &str, n: u64) {
     producer.flush(Duration::from_secs(300)).expect("flush");
 }
 
-/// The ceiling, run in a child process: read `n` messages from the beginning.
+/// The ceiling, run in a child process: read `n` messages from the beginning with normlake's
+/// own consumer settings.
 fn bare_consumer(brokers: &str, partitions: i32, n: u64) {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-bare")
-        .set("enable.auto.commit", "false")
+    // Exactly the librdkafka settings normlake uses with its default memory budget.
+    let cfg = normlake::config::Config::from_toml(
+        &format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"bench-bare\"\n[input]\nkey_field = \"id\"\nfeatures = [\"f0\"]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"expanding\"\n[lake]\nroot = \"unused\"\ntable = \"t\"\n"
+        ),
+        Vec::new(),
+    )
+    .expect("config");
+    let c: BaseConsumer = normlake::source::client_config(&cfg.kafka, cfg.memory.budget.0 / 5)
         .set("enable.partition.eof", "false")
         .create()
         .expect("consumer");
@@ -144,12 +151,17 @@ fn report(f: &Figures, n: u64) {
     );
 }
 
-fn normlake_config(dir: &Path, brokers: &str) -> std::path::PathBuf {
+fn normlake_config(dir: &Path, brokers: &str, budget_mib: u64) -> std::path::PathBuf {
     let features: Vec<String> = (0..FEATURES).map(|i| format!("\"f{i}\"")).collect();
     let text = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"bench-normlake\"\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\ncompression = \"zstd(3)\"\n[lake.rolling]\nmax_age = \"2s\"\n",
+        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"bench-normlake\"\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\ncompression = \"zstd(3)\"\n[lake.rolling]\nmax_age = \"2s\"\n{}",
         features.join(", "),
-        dir.join("lake").display()
+        dir.join("lake").display(),
+        if budget_mib > 0 {
+            format!("[memory]\nbudget = \"{budget_mib}MiB\"\n")
+        } else {
+            String::new()
+        }
     );
     let path = dir.join("bench.toml");
     std::fs::write(&path, text).expect("config");
@@ -212,7 +224,8 @@ fn main() {
     report(&bare, n);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = normlake_config(dir.path(), &brokers);
+    let budget = arg("--budget-mib", 0);
+    let cfg = normlake_config(dir.path(), &brokers, budget);
     let log = std::fs::File::create(dir.path().join("normlake.log")).expect("log");
     let t = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_normlake"))
@@ -250,6 +263,10 @@ fn main() {
         rss,
     };
     report(&ours, n);
+    let log = std::fs::read_to_string(dir.path().join("normlake.log")).unwrap_or_default();
+    if let Some(line) = log.lines().rev().find(|l| l.contains("evicted")) {
+        println!("  normlake's last summary: {}", line.trim());
+    }
     println!(
         "normlake / bare consumer: {:.0}% of the rate (target >= 95%), {:.2} CPU-s per million (target <= 1.5), peak RSS {:.0} MB (target <= 200)",
         100.0 * bare.seconds / ours.seconds,

@@ -268,6 +268,9 @@ pub fn client_config(cfg: &KafkaConfig, input_bytes: u64) -> ClientConfig {
         // librdkafka ≥ 2.4 backs a partition off for 1 s whenever its fetch queue is full,
         // which stalls a fast consumer (librdkafka issue 3662).
         .set("fetch.queue.backoff.ms", "10")
+        // A quiet topic answers a fetch only after this wait (librdkafka's default is 500 ms,
+        // half a second of latency to the lake for nothing).
+        .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", queue_kb.to_string())
         .set("fetch.max.bytes", fetch.to_string())
         .set("queued.min.messages", queue_messages.to_string())
