@@ -17,41 +17,20 @@
 #[path = "../tests/common/broker.rs"]
 #[allow(dead_code)]
 mod broker;
+mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{FEATURES, KEYS, Sensors, arg, reap, terminate};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-const KEYS: u64 = 10_000;
-const FEATURES: usize = 8;
 const TOPIC: &str = "bench";
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The same events as the core benchmark: one per key per second of event time.
-fn event(i: u64, rnd: &mut impl FnMut() -> f64) -> (String, String) {
-    let key = i % KEYS;
-    let ts = 1_795_000_000_000 + (i / KEYS) as i64 * 1000 + (key as i64 % 1000);
-    let mut v = format!("{{\"id\":\"sensor-{key:05}\",\"ts\":{ts}");
-    for f in 0..FEATURES {
-        v.push_str(&format!(",\"f{f}\":{:.4}", 20.0 + 5.0 * rnd()));
-    }
-    v.push('}');
-    (format!("sensor-{key:05}"), v)
-}
 
 fn prefill(brokers: &str, n: u64) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -64,15 +43,9 @@ fn prefill(brokers: &str, n: u64) {
         .set("queue.buffering.max.kbytes", "2000000")
         .create()
         .expect("producer");
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut sensors = Sensors::default();
     for i in 0..n {
-        let (k, v) = event(i, &mut rnd);
+        let (k, _, v) = sensors.event(i);
         let mut rec = BaseRecord::to(TOPIC).key(&k).payload(&v);
         loop {
             match producer.send(rec) {
@@ -117,21 +90,6 @@ fn bare_consumer(brokers: &str, partitions: i32, n: u64) {
         }
     }
     assert!(bytes > 0);
-}
-
-/// CPU seconds (user + system) and peak RSS in bytes of a child that has exited.
-fn reap(child: Child) -> (f64, u64) {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our own child, and status and usage point to live values.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4");
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (
-        secs(usage.ru_utime) + secs(usage.ru_stime),
-        usage.ru_maxrss as u64 * 1024,
-    )
 }
 
 struct Figures {
@@ -253,8 +211,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let seconds = t.elapsed().as_secs_f64();
-    // SAFETY: sending SIGTERM to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    terminate(&child);
     let (cpu, rss) = reap(child);
     let ours = Figures {
         name: "normlake (to committed in the lake)",

@@ -13,21 +13,15 @@
 #[path = "../tests/common/broker.rs"]
 #[allow(dead_code)]
 mod broker;
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{arg, reap, terminate};
+use std::time::{Duration, Instant};
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -61,20 +55,6 @@ fn latencies(metrics: &str) -> BTreeMap<(String, String), f64> {
         }
     }
     out
-}
-
-fn reap(child: Child) -> (f64, u64) {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our own child, and status and usage point to live values.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4");
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (
-        secs(usage.ru_utime) + secs(usage.ru_stime),
-        usage.ru_maxrss as u64 * 1024,
-    )
 }
 
 fn main() {
@@ -127,8 +107,7 @@ fn main() {
     // Let the last roll (1 s) commit.
     std::thread::sleep(Duration::from_secs(3));
     let (_, metrics) = http_get(port, "/metrics").expect("scrape");
-    // SAFETY: sending SIGTERM to our own child.
-    unsafe { libc::kill(job.id() as i32, libc::SIGTERM) };
+    terminate(&job);
     let (cpu, rss) = reap(job);
     let rows: u64 = metrics
         .lines()

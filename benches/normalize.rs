@@ -7,6 +7,10 @@
 
 use std::time::Instant;
 
+mod common;
+
+use common::arg;
+
 use normlake::normalize::{
     Degenerate, Engine, Event, FeatureValue, LatePolicy, Method, NormSpec, PartitionState, Plan,
     TimeMode, Window,
@@ -89,17 +93,8 @@ fn bench(window: Window, method: Method, keys: usize, rounds: usize) -> Figures 
     }
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let keys = arg("--keys", 10_000);
+    let keys = arg("--keys", 10_000) as usize;
     let z = Method::Zscore { ddof: 0, eps: 0.0 };
     let cases: [(&str, Window, Method, usize, f64); 5] = [
         ("expanding zscore", Window::Expanding, z, 120, 20e6),
@@ -145,7 +140,7 @@ fn main() {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
-        let rounds = arg("--rounds", rounds);
+        let rounds = arg("--rounds", rounds as u64) as usize;
         // The machine is shared: run each case three times, print the median and the best.
         let mut runs: Vec<Figures> = (0..arg("--repeat", 3))
             .map(|_| bench(w, m, keys, rounds))

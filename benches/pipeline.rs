@@ -9,6 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+
+use common::{FEATURES, KEYS, Sensors};
 use normlake::config::Config;
 use normlake::pipeline::process_offline;
 use normlake::source::RawRecord;
@@ -18,8 +21,6 @@ use normlake::telemetry::{Metrics, peak_rss_bytes};
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const KEYS: u64 = 10_000;
-const FEATURES: usize = 8;
 const CHUNK: usize = 2048;
 
 /// The ceiling keeps the raw feature columns and nothing else: the configuration file needs a
@@ -44,22 +45,10 @@ fn config(root: &std::path::Path, normalize: bool) -> Config {
 /// The input: JSON as a sensor would send it, encoded before timing starts.
 fn events(n: u64) -> Vec<Vec<RawRecord>> {
     let topic: Arc<str> = "bench".into();
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut sensors = Sensors::default();
     let records: Vec<RawRecord> = (0..n)
         .map(|i| {
-            let key = i % KEYS;
-            let ts = 1_795_000_000_000 + (i / KEYS) as i64 * 1000 + (key as i64 % 1000);
-            let mut v = format!("{{\"id\":\"sensor-{key:05}\",\"ts\":{ts}");
-            for f in 0..FEATURES {
-                v.push_str(&format!(",\"f{f}\":{:.4}", 20.0 + 5.0 * rnd()));
-            }
-            v.push('}');
+            let (_, ts, v) = sensors.event(i);
             RawRecord {
                 topic: topic.clone(),
                 partition: 0,

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::broker::Broker;
-use common::{golden, golden_config, lake, produce_golden};
+use common::{golden, golden_config, golden_mismatch, lake, produce_golden};
 use normlake::config::Config;
 use normlake::pipeline::{self, RunOptions};
 use rdkafka::config::ClientConfig;
@@ -73,18 +73,7 @@ async fn every_golden_case_matches_through_kafka_and_parquet() {
         let root = tempfile::tempdir().expect("lake dir");
         let summary = run_case(&broker, topic, &case, root.path()).await;
         assert_eq!(summary.consumed, 1608, "{}", case.name);
-        let got = lake::rows(&root.path().join("golden"), &case.features, golden::NORM);
-        let got_dl = lake::dead_letters(&root.path().join("_dead_letter/golden"));
-        let (want, want_dl) = golden::expected(&case.name);
-        let diffs = golden::compare(&got, &got_dl, &want, &want_dl);
-        if !diffs.is_empty() {
-            failures.push(format!(
-                "{}: {} differences, first: {}",
-                case.name,
-                diffs.len(),
-                diffs[0]
-            ));
-        }
+        failures.extend(golden_mismatch(root.path(), &case));
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

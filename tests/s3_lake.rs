@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::broker::Broker;
 use common::job::{self, Job};
 use common::s3::S3Server;
-use common::{golden, golden_config, lake, produce_golden};
+use common::{golden, golden_config, golden_mismatch, produce_golden};
 use normlake::config::Config;
 use normlake::lake::Layout;
 use normlake::lake::commit::{self, FileMove};
@@ -67,18 +67,7 @@ async fn every_golden_case_matches_with_the_lake_on_s3() {
             "{}: the commit log is in the bucket",
             case.name
         );
-        let got = lake::rows(&local.path().join("golden"), &case.features, golden::NORM);
-        let got_dl = lake::dead_letters(&local.path().join("_dead_letter/golden"));
-        let (want, want_dl) = golden::expected(&case.name);
-        let diffs = golden::compare(&got, &got_dl, &want, &want_dl);
-        if !diffs.is_empty() {
-            failures.push(format!(
-                "{}: {} differences, first: {}",
-                case.name,
-                diffs.len(),
-                diffs[0]
-            ));
-        }
+        failures.extend(golden_mismatch(local.path(), &case));
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     // Nothing is left in the spool once every file is uploaded.

@@ -65,6 +65,23 @@ pub fn golden_config(
     )
 }
 
+/// How a lake written for a golden case (table `golden`) differs from the golden output:
+/// `None` when it matches.
+pub fn golden_mismatch(lake_root: &std::path::Path, case: &golden::Case) -> Option<String> {
+    let got = lake::rows(&lake_root.join("golden"), &case.features, golden::NORM);
+    let got_dl = lake::dead_letters(&lake_root.join("_dead_letter/golden"));
+    let (want, want_dl) = golden::expected(&case.name);
+    let diffs = golden::compare(&got, &got_dl, &want, &want_dl);
+    (!diffs.is_empty()).then(|| {
+        format!(
+            "{}: {} differences, first: {}",
+            case.name,
+            diffs.len(),
+            diffs[0]
+        )
+    })
+}
+
 /// Run `python3` with these arguments and parse what it prints as JSON. The lake readers it
 /// imports (DuckDB, pyarrow, pyspark) are installed by `scripts/test`.
 pub fn python_json<I, S>(args: I) -> serde_json::Value
