@@ -125,6 +125,21 @@ impl Job {
 
     /// Start with extra `run` arguments.
     pub fn start_with(config: &Path, until_end: bool, log: &Path, args: &[&str]) -> Job {
+        Job::spawn(config, until_end, log, args, &[])
+    }
+
+    /// Start with extra environment variables (credentials from the environment).
+    pub fn start_env(config: &Path, until_end: bool, log: &Path, env: &[(&str, &str)]) -> Job {
+        Job::spawn(config, until_end, log, &["--metrics-listen", "off"], env)
+    }
+
+    fn spawn(
+        config: &Path,
+        until_end: bool,
+        log: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Job {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -136,6 +151,7 @@ impl Job {
             cmd.arg("--until-end");
         }
         cmd.args(args);
+        cmd.envs(env.iter().copied());
         let child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().expect("log")))

@@ -90,6 +90,23 @@ impl S3Server {
         )
     }
 
+    /// The `[lake.s3]` section without credentials: they come from [`S3Server::env`].
+    pub fn config_section_without_keys(&self) -> String {
+        format!(
+            "[lake.s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\nspool_dir = \"{}\"\n",
+            self.endpoint(),
+            self.spool.path().display()
+        )
+    }
+
+    /// The standard AWS environment variables holding this server's credentials.
+    pub fn env(&self) -> [(&'static str, &'static str); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ]
+    }
+
     pub fn section(&self) -> S3Section {
         S3Section {
             endpoint: Some(self.endpoint()),
