@@ -92,6 +92,8 @@ fn every_service_uses_only_compose_keys_and_has_an_image_or_a_build() {
         "healthcheck",
         "restart",
         "stop_grace_period",
+        "user",
+        "pull_policy",
     ]
     .into();
     let raw_services = raw
@@ -107,11 +109,24 @@ fn every_service_uses_only_compose_keys_and_has_an_image_or_a_build() {
     }
     let svcs = services(&c);
     assert!(svcs.len() >= 10, "the stack has its services");
+    let built: BTreeSet<String> = svcs
+        .values()
+        .filter(|s| s.build_.is_some())
+        .filter_map(|s| s.image.clone())
+        .collect();
     for (name, s) in &svcs {
         assert!(
             s.image.is_some() || s.build_.is_some(),
             "{name} has neither image nor build"
         );
+        // A service that runs an image another one builds must not try to pull it.
+        if s.build_.is_none() && s.image.as_ref().is_some_and(|i| built.contains(i)) {
+            assert_eq!(
+                s.pull_policy,
+                Some(docker_compose_types::PullPolicy::Never),
+                "{name} runs a locally built image"
+            );
+        }
     }
     for wanted in [
         "kafka",
