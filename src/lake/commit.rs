@@ -261,11 +261,43 @@ pub fn recover(
     stream: &str,
     partition: i32,
 ) -> Result<Option<Recovered>, CommitError> {
+    recover_with(layout, stream, partition, &temporary_files(layout)?)
+}
+
+/// Every temporary data or dead-letter file in the table, of every input partition: one
+/// listing that [`recover_with`] shares between the partitions of one assignment (on a large
+/// table, and on S3 above all, listing is the expensive part of recovery).
+pub fn temporary_files(layout: &Layout) -> Result<Vec<String>, CommitError> {
+    let store = layout.store();
+    let mut out = Vec::new();
+    for dir in [layout.table_key().to_string(), layout.dead_letter_key()] {
+        out.extend(
+            store
+                .list(&dir)?
+                .into_iter()
+                .filter(|k| is_temporary(k) && !k.contains("/_normlake/")),
+        );
+    }
+    Ok(out)
+}
+
+fn is_temporary(key: &str) -> bool {
+    let n = base_name(key);
+    n.starts_with(".part-") && n.ends_with(".tmp")
+}
+
+/// [`recover`] with the table's temporary files listed beforehand by [`temporary_files`].
+pub fn recover_with(
+    layout: &Layout,
+    stream: &str,
+    partition: i32,
+    temporary: &[String],
+) -> Result<Option<Recovered>, CommitError> {
     let found = latest(layout, stream, partition)?;
     if let Some((key, rec)) = &found {
         finish_publishing(layout, key, rec)?;
     }
-    remove_uncommitted(layout, stream, partition)?;
+    remove_uncommitted(layout, stream, partition, temporary)?;
     let Some((key, record)) = found else {
         return Ok(None);
     };
@@ -278,27 +310,35 @@ pub fn recover(
     Ok(Some(Recovered { record, checkpoint }))
 }
 
-/// Delete every temporary data or dead-letter file of one input partition, in the store and
-/// in an object store's local spool.
-fn remove_uncommitted(layout: &Layout, stream: &str, partition: i32) -> Result<(), CommitError> {
+/// Delete every temporary data or dead-letter file of one input partition, in the store (from
+/// the listing given; a file it names that is gone already was published since) and in an
+/// object store's local spool.
+fn remove_uncommitted(
+    layout: &Layout,
+    stream: &str,
+    partition: i32,
+    temporary: &[String],
+) -> Result<(), CommitError> {
+    // `.part-<stream>-<partition>-<first offset>.tmp`, exactly: with topics `t` and `t-1`,
+    // `.part-t-1-0-5.tmp` is partition 0 of `t-1`, not partition 1 of `t`.
     let prefix = format!(".part-{stream}-{partition}-");
     let ours = |key: &str| {
-        let n = base_name(key);
-        n.starts_with(&prefix) && n.ends_with(".tmp") && !key.contains("/_normlake/")
+        base_name(key)
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|first| first.parse::<u64>().is_ok())
     };
     let store = layout.store();
-    for dir in [layout.table_key().to_string(), layout.dead_letter_key()] {
-        for key in store.list(&dir)? {
-            if ours(&key) {
-                store.delete(&key)?;
-                tracing::info!(key = %key, "removed uncommitted file");
-            }
-        }
-        if let Some(spool) = store.spool() {
-            // Files being built when the process stopped; the spool mirrors the keys.
-            let local = super::Store::local(&spool.to_string_lossy());
+    for key in temporary.iter().filter(|k| ours(k)) {
+        store.delete(key)?;
+        tracing::info!(key = %key, "removed uncommitted file");
+    }
+    if let Some(spool) = store.spool() {
+        // Files being built when the process stopped; the spool mirrors the keys.
+        let local = super::Store::local(&spool.to_string_lossy());
+        for dir in [layout.table_key().to_string(), layout.dead_letter_key()] {
             for key in local.list(&dir)? {
-                if ours(&key) {
+                if is_temporary(&key) && ours(&key) {
                     local.delete(&key)?;
                 }
             }
@@ -400,6 +440,28 @@ mod tests {
         assert_eq!(layout.table_files().unwrap().len(), 1);
         // One partition without a watermark holds the lake's back.
         assert_eq!(lake_watermark(&layout).unwrap(), None);
+    }
+
+    #[test]
+    fn recovery_deletes_only_its_own_partitions_files_when_topic_names_share_a_prefix() {
+        let (_d, layout) = setup();
+        // Partition 1 of `s`, and partition 0 of `s-1`, whose name starts the same way.
+        let mine = pending(&layout, "part-s-1-0");
+        let other_topic = pending(&layout, "part-s-1-0-7");
+        let temporary = temporary_files(&layout).unwrap();
+        assert_eq!(temporary.len(), 2);
+        assert!(recover_with(&layout, "s", 1, &temporary).unwrap().is_none());
+        assert!(!exists(&layout, &mine.tmp));
+        assert!(
+            exists(&layout, &other_topic.tmp),
+            "another topic's work is kept"
+        );
+        assert!(
+            recover_with(&layout, "s-1", 0, &temporary)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!exists(&layout, &other_topic.tmp));
     }
 
     #[test]

@@ -439,8 +439,13 @@ impl Processor {
         parts: &[PartitionId],
     ) -> (HashMap<PartitionId, Option<i64>>, Result<(), PipelineError>) {
         let mut positions = HashMap::new();
+        // One listing of the table's temporary files for every partition of the assignment.
+        let temporary = match lake_commit::temporary_files(&self.layout) {
+            Ok(t) => t,
+            Err(e) => return (positions, Err(e.into())),
+        };
         for key in parts {
-            match self.recover(key) {
+            match self.recover_from(key, Some(&temporary)) {
                 Ok(p) => {
                     positions.insert(key.clone(), p.next);
                     self.parts.insert(key.clone(), p);
@@ -452,10 +457,23 @@ impl Processor {
     }
 
     fn recover(&mut self, key: &PartitionId) -> Result<PartitionProgress, PipelineError> {
+        self.recover_from(key, None)
+    }
+
+    /// Recover a partition; `temporary` is the table's temporary files when already listed.
+    fn recover_from(
+        &mut self,
+        key: &PartitionId,
+        temporary: Option<&[String]>,
+    ) -> Result<PartitionProgress, PipelineError> {
         let (stream, partition) = (&*key.0, key.1);
         self.abandon_work(std::slice::from_ref(key));
         self.received.remove(key);
-        let Some(found) = lake_commit::recover(&self.layout, stream, partition)? else {
+        let found = match temporary {
+            Some(t) => lake_commit::recover_with(&self.layout, stream, partition, t)?,
+            None => lake_commit::recover(&self.layout, stream, partition)?,
+        };
+        let Some(found) = found else {
             tracing::info!(
                 topic = stream,
                 partition,
