@@ -151,7 +151,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => match Config::load(&config) {
             Ok(c) => match match dialect {
                 Dialect::Hive => ddl(&c, location),
-                Dialect::Trino => Ok(trino_ddl(&c, &schema, location)),
+                Dialect::Trino => trino_ddl(&c, &schema, location),
             } {
                 Ok(text) => {
                     print!("{text}");
@@ -302,21 +302,22 @@ pub fn ddl(c: &Config, location: Option<String>) -> Result<String, crate::lake::
 }
 
 /// The Trino DDL for a configuration (a partition sync registers the partitions present).
-pub fn trino_ddl(c: &Config, schema: &str, location: Option<String>) -> String {
-    let location = location.unwrap_or_else(|| {
-        if c.lake.root.starts_with("s3://") {
-            format!("{}/{}", c.lake.root.trim_end_matches('/'), c.lake.table)
-        } else {
-            crate::lake::Store::local(&c.lake.root).uri(&c.lake.table)
-        }
-    });
-    crate::lake::trino_ddl(
+pub fn trino_ddl(
+    c: &Config,
+    schema: &str,
+    location: Option<String>,
+) -> Result<String, crate::lake::LakeError> {
+    let location = match location {
+        Some(l) => l,
+        None => crate::lake::Layout::open(&c.lake)?.location(),
+    };
+    Ok(crate::lake::trino_ddl(
         schema,
         &c.lake.table,
         &crate::pipeline::output_schema(c).hive_columns(),
         &c.partitioning.columns(),
         &location,
-    )
+    ))
 }
 
 fn validate(path: &Path) -> ExitCode {

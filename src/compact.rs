@@ -25,7 +25,7 @@
 //! its inputs (one rename and a few deletes) a listing may see both. That window cannot be
 //! closed without a table format; it never outlives the run (or the next one, after a kill).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
@@ -36,8 +36,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::lake::commit::SUCCESS;
-use crate::lake::{LakeError, Layout, PendingFile, is_published_data};
+use crate::lake::{LakeError, Layout, PendingFile};
 
 /// What to compact.
 #[derive(Debug, Clone)]
@@ -121,33 +120,16 @@ pub fn compact(
             report.resumed
         ));
     }
-    let table_prefix = format!("{}/", layout.table_key());
-    let listing = layout.store().list_sized(layout.table_key())?;
-    let mut files: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
-    let mut complete: BTreeSet<String> = BTreeSet::new();
-    for (key, size) in &listing {
-        let Some(rel) = key.strip_prefix(&table_prefix) else {
-            continue;
-        };
-        let Some((dir, name)) = rel.rsplit_once('/') else {
-            continue;
-        };
-        if name == SUCCESS {
-            complete.insert(dir.to_string());
-        } else if is_published_data(rel) {
-            files
-                .entry(dir.to_string())
-                .or_default()
-                .push((key.clone(), *size));
-        }
-    }
+    let dirs = layout.partition_dirs()?;
     for p in &opts.partitions {
         let p = p.trim_matches('/');
-        if !files.contains_key(p) {
-            return Err(CompactError::Unknown(p.to_string()));
-        }
-        if !complete.contains(p) {
-            return Err(CompactError::Open(p.to_string()));
+        match dirs.get(p) {
+            Some(d) if !d.files.is_empty() => {
+                if !d.complete {
+                    return Err(CompactError::Open(p.to_string()));
+                }
+            }
+            _ => return Err(CompactError::Unknown(p.to_string())),
         }
     }
     let protected = newest_committed_files(&layout)?;
@@ -165,11 +147,12 @@ pub fn compact(
         &crate::pipeline::config_hash(cfg),
         &crate::pipeline::parquet_settings(cfg),
     );
-    for (dir, entries) in &files {
-        if !complete.contains(dir) || (!wanted.is_empty() && !wanted.contains(dir.as_str())) {
+    for (dir, partition) in &dirs {
+        if !partition.complete || (!wanted.is_empty() && !wanted.contains(dir.as_str())) {
             continue;
         }
-        let candidates: Vec<&(String, u64)> = entries
+        let candidates: Vec<&(String, u64)> = partition
+            .files
             .iter()
             .filter(|(k, size)| *size < small && !protected.contains(k))
             .collect();
@@ -210,28 +193,10 @@ pub fn compact(
 /// Every file the newest commit record of some input partition names: recovery may publish
 /// it again, so it must stay where the record says.
 fn newest_committed_files(layout: &Layout) -> Result<BTreeSet<String>, CompactError> {
-    let keys = layout
-        .store()
-        .list(&format!("{}/_normlake/log", layout.table_key()))?;
-    let mut newest: BTreeMap<&str, &str> = BTreeMap::new();
-    for k in keys.iter().filter(|k| k.ends_with(".json")) {
-        if let Some((dir, _)) = k.rsplit_once('/') {
-            newest.insert(dir, k);
-        }
-    }
-    let mut out = BTreeSet::new();
-    for key in newest.values() {
-        let Some(bytes) = layout.store().get(key)? else {
-            continue;
-        };
-        let rec: crate::lake::commit::CommitRecord =
-            serde_json::from_slice(&bytes).map_err(|e| CompactError::Record {
-                key: key.to_string(),
-                message: e.to_string(),
-            })?;
-        out.extend(rec.files.into_iter().map(|f| f.dest));
-    }
-    Ok(out)
+    Ok(crate::lake::commit::newest_records(layout)?
+        .into_iter()
+        .flat_map(|r| r.files.into_iter().map(|f| f.dest))
+        .collect())
 }
 
 /// Finish what an interrupted run committed; delete what it had not. Returns the merges
@@ -406,6 +371,7 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::commit::SUCCESS;
     use arrow::array::{Array, AsArray, Float64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Float64Type};
 

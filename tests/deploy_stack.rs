@@ -450,7 +450,7 @@ fn trino_gets_the_table_normlake_ddl_prints() {
         cfg.lake.root.trim_start_matches("s3://"),
         cfg.lake.table
     );
-    let want = normlake::cli::trino_ddl(&cfg, "default", Some(location));
+    let want = normlake::cli::trino_ddl(&cfg, "default", Some(location)).expect("ddl");
     let shipped = read(&deploy().join("trino/sensors.sql"));
     assert_eq!(
         shipped, want,

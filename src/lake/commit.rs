@@ -128,10 +128,9 @@ pub fn latest(
     Ok(read_record(layout, &newest)?.map(|r| (newest, r)))
 }
 
-/// The lake's watermark: the smallest watermark in the newest commit record of every input
-/// partition that has one, from every instance writing the table. `None` while any of them
-/// has none.
-pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
+/// The newest commit record of every input partition of the table, whichever instance
+/// wrote it.
+pub fn newest_records(layout: &Layout) -> Result<Vec<CommitRecord>, CommitError> {
     let keys = layout
         .store()
         .list(&format!("{}/log", layout.normlake_key()))?;
@@ -142,11 +141,19 @@ pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
             newest.insert(dir, k);
         }
     }
-    let mut lowest: Option<i64> = None;
+    let mut out = Vec::with_capacity(newest.len());
     for key in newest.values() {
-        let Some(rec) = read_record(layout, key)? else {
-            continue;
-        };
+        out.extend(read_record(layout, key)?);
+    }
+    Ok(out)
+}
+
+/// The lake's watermark: the smallest watermark in the newest commit record of every input
+/// partition that has one, from every instance writing the table. `None` while any of them
+/// has none.
+pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
+    let mut lowest: Option<i64> = None;
+    for rec in newest_records(layout)? {
         match rec.watermark_ms {
             Some(w) => lowest = Some(lowest.map_or(w, |l| l.min(w))),
             None => return Ok(None),

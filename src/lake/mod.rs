@@ -16,6 +16,7 @@ pub mod commit;
 pub mod partition;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -108,10 +109,43 @@ impl Layout {
             .collect())
     }
 
+    /// Every partition directory of the table that holds data files or a marker, by its path
+    /// relative to the table: one listing.
+    pub fn partition_dirs(&self) -> Result<BTreeMap<String, PartitionDir>, LakeError> {
+        let prefix = format!("{}/", self.table);
+        let mut dirs: BTreeMap<String, PartitionDir> = BTreeMap::new();
+        for (key, size) in self.store.list_sized(&self.table)? {
+            let Some(rel) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((dir, name)) = rel.rsplit_once('/') else {
+                continue;
+            };
+            if name == commit::SUCCESS {
+                dirs.entry(dir.to_string()).or_default().complete = true;
+            } else if is_published_data(rel) {
+                dirs.entry(dir.to_string())
+                    .or_default()
+                    .files
+                    .push((key.clone(), size));
+            }
+        }
+        Ok(dirs)
+    }
+
     /// File name for rows of `stream`/`partition` whose offsets span `first..=last`.
     pub fn file_name(stream: &str, partition: i32, first: i64, last: i64) -> String {
         format!("part-{stream}-{partition}-{first}-{last}.parquet")
     }
+}
+
+/// A Hive partition directory as [`Layout::partition_dirs`] finds it.
+#[derive(Debug, Default)]
+pub struct PartitionDir {
+    /// Published data files: (key, size in bytes), in name order.
+    pub files: Vec<(String, u64)>,
+    /// It holds `_SUCCESS`.
+    pub complete: bool,
 }
 
 /// A relative path readers take as data: a `.parquet` file, no hidden or `_` segment.
@@ -286,33 +320,15 @@ pub fn hive_add_partitions(table: &str, files: &[String], partition_columns: &[S
         .collect()
 }
 
-/// Every published Parquet file under `dir`, recursively (hidden and `_` entries skipped).
-pub fn list_parquet(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = match std::fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-            } else if name.ends_with(".parquet") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+/// Every published Parquet file under the local directory `dir`, recursively (hidden and
+/// `_` entries skipped).
+pub fn list_parquet(dir: &Path) -> Result<Vec<PathBuf>, LakeError> {
+    Ok(Store::local(&dir.to_string_lossy())
+        .list("")?
+        .into_iter()
+        .filter(|k| is_published_data(k))
+        .map(|k| dir.join(k))
+        .collect())
 }
 
 #[cfg(test)]

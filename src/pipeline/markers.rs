@@ -25,37 +25,19 @@ impl Processor {
     /// other instances): candidates for the marker.
     pub(super) fn find_incomplete_partitions(&mut self) {
         let Some(m) = &mut self.markers else { return };
-        // One listing: data files and markers alike (markers start with `_`, so
-        // `table_files` skips them).
-        let keys = match self.layout.store().list(self.layout.table_key()) {
-            Ok(k) => k,
+        let dirs = match self.layout.partition_dirs() {
+            Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the table's partitions");
                 return;
             }
         };
-        let prefix = format!("{}/", self.layout.table_key());
-        let rel: Vec<&str> = keys
-            .iter()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .collect();
-        let marked: std::collections::BTreeSet<&str> = rel
-            .iter()
-            .filter_map(|k| k.strip_suffix(lake_commit::SUCCESS))
-            .map(|d| d.trim_end_matches('/'))
-            .collect();
-        for f in rel {
-            if !crate::lake::is_published_data(f) {
+        for (dir, p) in dirs {
+            if p.complete || p.files.is_empty() {
                 continue;
             }
-            let Some((dir, _)) = f.rsplit_once('/') else {
-                continue;
-            };
-            if marked.contains(dir) {
-                continue;
-            }
-            if let Some(end) = m.partitioning.bucket_end_of(dir) {
-                m.unmarked.insert(dir.to_string(), end);
+            if let Some(end) = m.partitioning.bucket_end_of(&dir) {
+                m.unmarked.insert(dir, end);
             }
         }
     }

@@ -1,0 +1,191 @@
+//! Which partitions this processor owns and where each resumes: recovery from the lake on
+//! assignment, dropping work on revoke, seeks the source reports, and the back-off and
+//! recovery of a partition whose roll failed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{
+    CommitRequest, FIRST_BACKOFF, MAX_BACKOFF, PartitionId, PartitionProgress, PipelineError,
+    Processor, checkpoint,
+};
+use crate::lake::commit as lake_commit;
+
+impl Processor {
+    /// Drop the uncommitted files and dead letters of these partitions.
+    pub(super) fn abandon_work(&mut self, parts: &[PartitionId]) {
+        self.sink.abandon(parts);
+        self.dead.abandon(parts);
+    }
+
+    /// Take the source's reports of seeks carried out: from their generation on, a partition's
+    /// records come from the requested position. A failed seek is asked again.
+    pub(super) fn seeks_done(&mut self) {
+        while let Ok(s) = self.seeked.try_recv() {
+            let Some(p) = self.parts.get_mut(&s.part) else {
+                continue;
+            };
+            let Some(target) = p.seeking else { continue };
+            if s.ok {
+                p.seeking = None;
+                p.min_generation = p.min_generation.max(s.generation);
+            } else {
+                let _ = self.to_source.send(CommitRequest::seek(s.part, target));
+            }
+        }
+    }
+
+    pub(super) fn owned_changed(&self) {
+        let n = self.parts.len();
+        self.metrics.assigned_partitions.set(n as i64);
+        self.metrics.health.set_assigned(n);
+    }
+
+    /// Recover newly assigned partitions from the lake; answer where to read from.
+    pub(super) fn assigned(
+        &mut self,
+        parts: &[PartitionId],
+    ) -> (HashMap<PartitionId, Option<i64>>, Result<(), PipelineError>) {
+        let mut positions = HashMap::new();
+        // One listing of the table's temporary files for every partition of the assignment.
+        let temporary = match lake_commit::temporary_files(&self.layout) {
+            Ok(t) => t,
+            Err(e) => return (positions, Err(e.into())),
+        };
+        for key in parts {
+            match self.recover_from(key, &temporary) {
+                Ok(p) => {
+                    positions.insert(key.clone(), p.next);
+                    self.parts.insert(key.clone(), p);
+                }
+                Err(e) => return (positions, Err(e)),
+            }
+        }
+        (positions, Ok(()))
+    }
+
+    pub(super) fn recover(
+        &mut self,
+        key: &PartitionId,
+    ) -> Result<PartitionProgress, PipelineError> {
+        let temporary = lake_commit::temporary_files(&self.layout)?;
+        self.recover_from(key, &temporary)
+    }
+
+    /// Recover a partition; `temporary` is the table's temporary files, listed beforehand.
+    pub(super) fn recover_from(
+        &mut self,
+        key: &PartitionId,
+        temporary: &[String],
+    ) -> Result<PartitionProgress, PipelineError> {
+        let (stream, partition) = (&*key.0, key.1);
+        self.abandon_work(std::slice::from_ref(key));
+        self.received.remove(key);
+        let found = lake_commit::recover_with(&self.layout, stream, partition, temporary)?;
+        let Some(found) = found else {
+            tracing::info!(
+                topic = stream,
+                partition,
+                "nothing committed yet: reading from the beginning"
+            );
+            return Ok(PartitionProgress::fresh());
+        };
+        let ckpt_err = |op, message: String| PipelineError::Checkpoint {
+            stream: stream.to_string(),
+            partition,
+            op,
+            message,
+        };
+        let ckpt = checkpoint::decode(&found.checkpoint, &self.shape, &self.engine)
+            .map_err(|m| ckpt_err("read", m))?;
+        if let Some((kept, new, dropped)) = ckpt.migrated {
+            tracing::info!(
+                topic = stream,
+                partition,
+                kept,
+                new,
+                dropped,
+                "the configuration changed since the checkpoint: state migrated by name"
+            );
+        }
+        tracing::info!(
+            topic = stream,
+            partition,
+            next_offset = ckpt.next,
+            commit = found.record.seq,
+            keys = ckpt.state.key_count(),
+            buffered = ckpt.state.pending_len(),
+            "recovered from the lake"
+        );
+        Ok(PartitionProgress {
+            norm: ckpt.state,
+            next: Some(ckpt.next),
+            seq: found.record.seq,
+            committed: Some(ckpt.next),
+            dirty_since: None,
+            failed: None,
+            seeking: None,
+            min_generation: 0,
+        })
+    }
+
+    pub(super) fn revoked(&mut self, parts: &[PartitionId]) {
+        for key in parts {
+            // Uncommitted work of a revoked partition is abandoned: the new owner resumes from
+            // the lake's commit record with the state checkpointed there.
+            self.parts.remove(key);
+            self.received.remove(key);
+        }
+        self.abandon_work(parts);
+    }
+
+    /// A roll failed: drop the partition's uncommitted work and recover it from the lake after
+    /// a back-off. Nothing uncommitted is visible and no offset moved, so nothing is lost.
+    pub(super) fn failed(&mut self, key: &PartitionId, error: &str, now: Instant) {
+        self.metrics.write_failures.inc();
+        self.metrics.health.set_lake_writable(false);
+        self.abandon_work(std::slice::from_ref(key));
+        self.received.remove(key);
+        if let Some(p) = self.parts.get_mut(key) {
+            let backoff = p
+                .failed
+                .map_or(FIRST_BACKOFF, |(_, b)| (b * 2).min(MAX_BACKOFF));
+            tracing::error!(topic = %key.0, partition = key.1, error, retry_in_ms = backoff.as_millis() as u64, "writing to the lake failed; the partition will resume from its last commit");
+            p.failed = Some((now + backoff, backoff));
+        }
+    }
+
+    /// Recover failed partitions whose back-off has passed, and seek the source back.
+    pub(super) fn retry_failed(&mut self, now: Instant) {
+        let ready: Vec<(PartitionId, Duration)> = self
+            .parts
+            .iter()
+            .filter_map(|(k, p)| {
+                p.failed
+                    .filter(|(at, _)| *at <= now)
+                    .map(|(_, b)| (k.clone(), b))
+            })
+            .collect();
+        for (key, backoff) in ready {
+            match self.recover(&key) {
+                Ok(mut p) => {
+                    let position = p.next;
+                    p.seeking = Some(position);
+                    p.min_generation = self.parts.get(&key).map_or(0, |old| old.min_generation);
+                    self.parts.insert(key.clone(), p);
+                    let _ = self
+                        .to_source
+                        .send(CommitRequest::seek(key.clone(), position));
+                    tracing::info!(topic = %key.0, partition = key.1, ?position, "recovered after a failed roll");
+                }
+                Err(e) => {
+                    if let Some(p) = self.parts.get_mut(&key) {
+                        let next = (backoff * 2).min(MAX_BACKOFF);
+                        tracing::error!(topic = %key.0, partition = key.1, error = %e, retry_in_ms = next.as_millis() as u64, "recovery failed");
+                        p.failed = Some((now + next, next));
+                    }
+                }
+            }
+        }
+    }
+}
