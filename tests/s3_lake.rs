@@ -98,7 +98,7 @@ fn the_commit_protocol_over_s3_publishes_rolls_forward_and_drops_uncommitted_wor
         1,
         10,
         vec![first.clone()],
-        b"state-1",
+        &mut |w: &mut dyn std::io::Write| w.write_all(b"state-1"),
         10,
         0,
         1,

@@ -184,7 +184,7 @@ pub fn commit(
     seq: u64,
     next_offset: i64,
     files: Vec<FileMove>,
-    checkpoint: &[u8],
+    checkpoint: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
     rows: u64,
     dead_letters: u64,
     now_ms: i64,
@@ -192,7 +192,7 @@ pub fn commit(
 ) -> Result<CommitRecord, CommitError> {
     let store = layout.store();
     let ckpt = format!("{}/{seq:020}.ckpt", layout.state_key(stream, partition));
-    store.put(&ckpt, checkpoint.to_vec())?;
+    store.put_streamed(&ckpt, checkpoint)?;
     let rec = CommitRecord {
         seq,
         stream: stream.to_string(),
@@ -389,7 +389,7 @@ mod tests {
             1,
             10,
             vec![f.clone()],
-            b"state-1",
+            &mut |w: &mut dyn std::io::Write| w.write_all(b"state-1"),
             10,
             0,
             1,
@@ -474,7 +474,20 @@ mod tests {
     #[test]
     fn a_record_whose_checkpoint_is_gone_is_an_error_not_a_fresh_start() {
         let (_d, layout) = setup();
-        commit(&layout, "s", 0, 1, 10, vec![], b"x", 0, 0, 0, None).unwrap();
+        commit(
+            &layout,
+            "s",
+            0,
+            1,
+            10,
+            vec![],
+            &mut |w: &mut dyn std::io::Write| w.write_all(b"x"),
+            0,
+            0,
+            0,
+            None,
+        )
+        .unwrap();
         let ckpt = format!("{}/00000000000000000001.ckpt", layout.state_key("s", 0));
         layout.store().delete(&ckpt).unwrap();
         assert!(matches!(
@@ -494,7 +507,7 @@ mod tests {
                 seq,
                 seq as i64 * 10,
                 vec![],
-                b"x",
+                &mut |w: &mut dyn std::io::Write| w.write_all(b"x"),
                 0,
                 0,
                 0,

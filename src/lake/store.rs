@@ -247,6 +247,54 @@ impl Store {
         }
     }
 
+    /// Write an object, possibly large, from a writer callback, atomically and durably, without
+    /// holding it in memory: a local lake writes a hidden file, syncs and renames it; an object
+    /// store gets it from the spool (in parts when large). State checkpoints go this way.
+    pub fn put_streamed(
+        &self,
+        key: &str,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), LakeError> {
+        let path = match &*self.backend {
+            Backend::Local { root } => {
+                let dest = root.join(key);
+                let name = dest
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                dest.with_file_name(format!(".{name}.tmp"))
+            }
+            Backend::Object(o) => o.spool.join(key),
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|source| LakeError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let file = File::create(&path).map_err(io_err(&path))?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, file);
+        let file = write(&mut w)
+            .and_then(|()| w.into_inner().map_err(io::IntoInnerError::into_error))
+            .map_err(io_err(&path));
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        match &*self.backend {
+            Backend::Local { root } => {
+                file.sync_all().map_err(io_err(&path))?;
+                drop(file);
+                super::rename_durably(&path, &root.join(key))
+            }
+            Backend::Object(_) => self.upload(file, key).inspect_err(|_| {
+                let _ = std::fs::remove_file(&path);
+            }),
+        }
+    }
+
     /// The bytes of an object, `None` if there is none.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
         match &*self.backend {

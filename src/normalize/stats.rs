@@ -191,22 +191,39 @@ impl<S: Summary> TwoStacks<S> {
 
     /// Recompute every aggregate from `items`, all into the front stack.
     pub fn rebuild(&mut self, items: &VecDeque<Item>, shift: f64) {
-        self.front.clear();
-        self.back = None;
-        self.back_n = 0;
+        *self = TwoStacks::restore(items, items.len(), shift);
+    }
+
+    /// How many of the window's oldest items the front stack covers (the rest are in `back`).
+    pub fn front_len(&self) -> usize {
+        self.front.len()
+    }
+
+    /// The aggregate exactly as it was when `items` was the window and the front stack covered
+    /// the first `front_len` of them: the front stack is the backward pass of `rebuild` (a
+    /// `push_front` is one more step of that pass) and `back` is the in-order `add` of
+    /// `push_back`, so every bit comes back and a checkpoint need not store the stacks.
+    pub fn restore(items: &VecDeque<Item>, front_len: usize, shift: f64) -> Self {
+        let front_len = front_len.min(items.len());
+        let mut t = TwoStacks::default();
+        // Built back to front: front[i] covers items[i..front_len].
+        let mut front: Vec<S> = Vec::with_capacity(front_len);
         let mut acc: Option<S> = None;
-        // Built back to front: front[i] covers items[i..].
-        let mut rev = Vec::with_capacity(items.len());
-        for (n, it) in items.iter().rev().enumerate() {
+        for (n, it) in items.range(..front_len).rev().enumerate() {
             let one = S::of(it.x, shift);
             let next = match &acc {
                 Some(a) => S::merge(&one, 1, a, n as u64),
                 None => one,
             };
-            rev.push(next);
+            front.push(next);
             acc = Some(next);
         }
-        self.front.extend(rev.into_iter().rev());
+        front.reverse();
+        t.front = VecDeque::from(front);
+        for it in items.iter().skip(front_len) {
+            t.push_back(it.x, shift);
+        }
+        t
     }
 
     /// The aggregate over the whole window and its count, or `None` when empty.

@@ -44,7 +44,7 @@ impl CenterScale {
 }
 
 /// Aggregate over a bounded, evictable window.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 enum WindowAgg {
     Moments(TwoStacks<MeanM2>),
     Extrema(TwoStacks<MinMax>),
@@ -65,7 +65,12 @@ impl WindowAgg {
 /// time, plus the aggregate. In processing-time mode events may arrive with older timestamps;
 /// values that fell out of the newest window are parked in `retired` (up to `max_disorder`)
 /// so such an event still sees every prior value inside its own window.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// A checkpoint holds the values (event times as differences, a couple of bytes each), the
+/// shift and where the front stack ends, not the aggregate's stacks: `TwoStacks::restore`
+/// recomputes them bit for bit. That is a third of the bytes the stacks took.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "BoundedIn")]
 pub struct Bounded {
     items: VecDeque<Item>,
     /// Boxed: only processing-time mode with out-of-order timestamps parks values, and the
@@ -74,6 +79,102 @@ pub struct Bounded {
     retired: Option<Box<VecDeque<Item>>>,
     agg: WindowAgg,
     shift: Option<f64>,
+}
+
+/// A window's values with each event time stored as the difference from the one before.
+struct TimeDeltas<'a>(&'a VecDeque<Item>);
+
+impl Serialize for TimeDeltas<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let mut prev = 0i64;
+        for it in self.0 {
+            seq.serialize_element(&(it.ts.wrapping_sub(prev), it.x))?;
+            prev = it.ts;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+enum AggOut<'a> {
+    Moments,
+    Extrema,
+    Order(&'a SortedValues),
+}
+
+#[derive(Serialize)]
+struct BoundedOut<'a> {
+    items: TimeDeltas<'a>,
+    retired: Option<&'a VecDeque<Item>>,
+    agg: AggOut<'a>,
+    front_len: u64,
+    shift: Option<f64>,
+}
+
+/// Variants in the order of `AggOut`.
+#[derive(Deserialize)]
+enum AggIn {
+    Moments,
+    Extrema,
+    Order(SortedValues),
+}
+
+#[derive(Deserialize)]
+struct BoundedIn {
+    items: Vec<(i64, f64)>,
+    #[allow(clippy::box_collection)]
+    retired: Option<Box<VecDeque<Item>>>,
+    agg: AggIn,
+    front_len: u64,
+    shift: Option<f64>,
+}
+
+impl Serialize for Bounded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (agg, front_len) = match &self.agg {
+            WindowAgg::Moments(t) => (AggOut::Moments, t.front_len()),
+            WindowAgg::Extrema(t) => (AggOut::Extrema, t.front_len()),
+            WindowAgg::Order(v) => (AggOut::Order(v), 0),
+        };
+        BoundedOut {
+            items: TimeDeltas(&self.items),
+            retired: self.retired.as_deref(),
+            agg,
+            front_len: front_len as u64,
+            shift: self.shift,
+        }
+        .serialize(s)
+    }
+}
+
+impl From<BoundedIn> for Bounded {
+    fn from(b: BoundedIn) -> Self {
+        let mut prev = 0i64;
+        let items: VecDeque<Item> = b
+            .items
+            .into_iter()
+            .map(|(d, x)| {
+                prev = prev.wrapping_add(d);
+                Item { ts: prev, x }
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let shift = b.shift.unwrap_or(0.0);
+        let front_len = b.front_len as usize;
+        let agg = match b.agg {
+            AggIn::Moments => WindowAgg::Moments(TwoStacks::restore(&items, front_len, shift)),
+            AggIn::Extrema => WindowAgg::Extrema(TwoStacks::restore(&items, front_len, shift)),
+            AggIn::Order(v) => WindowAgg::Order(v),
+        };
+        Bounded {
+            items,
+            retired: b.retired,
+            agg,
+            shift: b.shift,
+        }
+    }
 }
 
 impl Bounded {

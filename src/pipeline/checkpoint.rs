@@ -54,22 +54,29 @@ fn index_map(old: &[String], new: &[String]) -> Vec<Option<usize>> {
 }
 
 /// Bumped whenever the checkpoint's own format changes (2: rows keep their Kafka time; 3: the
-/// checkpoint records its shape). Configuration changes are handled by `Shape`.
-const CHECKPOINT_VERSION: u32 = 3;
+/// checkpoint records its shape; 4: windows hold their values as time differences and not
+/// their aggregate stacks). Configuration changes are handled by `Shape`.
+const CHECKPOINT_VERSION: u32 = 4;
 
-/// Serialize a partition's state and next offset.
-pub(super) fn encode(
+/// Serialize a partition's state and next offset into `w`, as it goes: the checkpoint of a
+/// large state is never held in memory whole.
+pub(super) fn write(
     shape: &Shape,
     next: i64,
     state: &PartitionState<RowMeta>,
-) -> Result<Vec<u8>, String> {
-    postcard::to_stdvec(&CheckpointRef {
-        version: CHECKPOINT_VERSION,
-        shape,
-        next,
-        state,
-    })
-    .map_err(|e| e.to_string())
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    postcard::to_io(
+        &CheckpointRef {
+            version: CHECKPOINT_VERSION,
+            shape,
+            next,
+            state,
+        },
+        w,
+    )
+    .map(|_| ())
+    .map_err(std::io::Error::other)
 }
 
 /// A checkpoint read back for this configuration.

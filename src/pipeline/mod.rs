@@ -588,14 +588,6 @@ impl Processor {
         sealed.files.extend(dead.files);
         sealed.dead_letters += dead.dead_letters;
         sealed.bytes += dead.bytes;
-        let ckpt = checkpoint::encode(&self.shape, next, &part.norm).map_err(|message| {
-            PipelineError::Checkpoint {
-                stream: key.0.to_string(),
-                partition: key.1,
-                op: "written",
-                message,
-            }
-        })?;
         let files: Vec<FileMove> = sealed
             .files
             .iter()
@@ -613,7 +605,7 @@ impl Processor {
             seq,
             next,
             files,
-            &ckpt,
+            &mut |w| checkpoint::write(&self.shape, next, &part.norm, w),
             sealed.rows as u64,
             sealed.dead_letters as u64,
             unix_ms(),
