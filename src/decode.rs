@@ -115,12 +115,14 @@ enum Role {
 pub struct Decoder {
     spec: InputSpec,
     /// Field name → every role it plays (a field may be both the key and a pass-through).
-    roles: HashMap<String, Vec<Role>>,
+    /// Looked up once per field of every record, so with a fast hash rather than SipHash (the
+    /// map is fixed at start: hostile field names cannot grow it).
+    roles: HashMap<String, Vec<Role>, foldhash::fast::RandomState>,
 }
 
 impl Decoder {
     pub fn new(spec: InputSpec) -> Self {
-        let mut roles: HashMap<String, Vec<Role>> = HashMap::new();
+        let mut roles: HashMap<String, Vec<Role>, foldhash::fast::RandomState> = HashMap::default();
         if let KeySource::Field(f) = &spec.key {
             roles.entry(f.clone()).or_default().push(Role::Key);
         }
