@@ -112,7 +112,7 @@ fn report(f: &Figures, n: u64) {
 fn normlake_config(dir: &Path, brokers: &str, budget_mib: u64) -> std::path::PathBuf {
     let features: Vec<String> = (0..FEATURES).map(|i| format!("\"f{i}\"")).collect();
     let text = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"bench-normlake\"\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\ncompression = \"zstd(3)\"\n[lake.rolling]\nmax_age = \"2s\"\n{}",
+        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"bench-normlake\"\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_age = \"2s\"\n{}",
         features.join(", "),
         dir.join("lake").display(),
         if budget_mib > 0 {

@@ -29,7 +29,7 @@ impl<'de> Deserialize<'de> for Codec {
             ))
         };
         match lower.as_str() {
-            "zstd" => Ok(Codec::Zstd(3)),
+            "zstd" => Ok(super::defaults::codec()),
             "snappy" => Ok(Codec::Snappy),
             "lz4" => Ok(Codec::Lz4),
             "none" | "uncompressed" => Ok(Codec::Uncompressed),

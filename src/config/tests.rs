@@ -40,7 +40,7 @@ fn a_good_file_loads_with_defaults() {
     );
     assert_eq!(c.plan.norms[0].min_count, 2);
     assert_eq!(c.plan.norms[0].features, vec![0, 1]);
-    assert_eq!(c.lake.compression, Codec::Zstd(3));
+    assert_eq!(c.lake.compression, Codec::Zstd(1));
     assert_eq!(c.input.key, KeySource::Field("sensor_id".into()));
 }
 
