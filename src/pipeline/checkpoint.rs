@@ -55,8 +55,9 @@ fn index_map(old: &[String], new: &[String]) -> Vec<Option<usize>> {
 
 /// Bumped whenever the checkpoint's own format changes (2: rows keep their Kafka time; 3: the
 /// checkpoint records its shape; 4: windows hold their values as time differences and not
-/// their aggregate stacks). Configuration changes are handled by `Shape`.
-const CHECKPOINT_VERSION: u32 = 4;
+/// their aggregate stacks; 5: a window's values are one byte string). Configuration changes
+/// are handled by `Shape`.
+const CHECKPOINT_VERSION: u32 = 5;
 
 /// Serialize a partition's state and next offset into `w`, as it goes: the checkpoint of a
 /// large state is never held in memory whole.
