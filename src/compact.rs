@@ -142,7 +142,7 @@ pub fn compact(
     let props = crate::sink::writer_properties(
         cfg.lake.compression,
         &crate::pipeline::output_schema(cfg)
-            .float_columns()
+            .plain_columns()
             .collect::<Vec<_>>(),
         &crate::pipeline::config_hash(cfg),
         &crate::pipeline::parquet_settings(cfg),

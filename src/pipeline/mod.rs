@@ -266,9 +266,9 @@ impl Processor {
         let engine = Engine::new(cfg.plan.clone());
         let shape = Shape::of(cfg, &engine);
         let schema = Arc::new(output_schema(cfg));
-        let floats: Vec<&str> = schema.float_columns().collect();
+        let plain: Vec<&str> = schema.plain_columns().collect();
         let hash = config_hash(cfg);
-        let props = writer_properties(cfg.lake.compression, &floats, &hash, &parquet_settings(cfg));
+        let props = writer_properties(cfg.lake.compression, &plain, &hash, &parquet_settings(cfg));
         let layout = Layout::open(&cfg.lake)?;
         let dead: Box<dyn DeadLetterSink> = match cfg.dead_letter.destination {
             DeadLetterDestination::Lake => {

@@ -150,12 +150,13 @@ pub struct ParquetSettings {
     pub statistics: EnabledStatistics,
 }
 
-/// Parquet settings: the codec, statistics and page indexes on, dictionaries off for float
-/// columns (they only make them larger) unless configured, and the writer's version and
+/// Parquet settings: the codec, statistics and page indexes on, dictionaries off for the
+/// `plain_columns` (floats, offsets, times: nearly every value distinct, so a dictionary only
+/// costs) unless configured, and the writer's version and
 /// configuration hash in the key-value metadata.
 pub fn writer_properties(
     codec: Codec,
-    float_columns: &[&str],
+    plain_columns: &[&str],
     config_hash: &str,
     settings: &ParquetSettings,
 ) -> WriterProperties {
@@ -178,7 +179,7 @@ pub fn writer_properties(
     if let Some(rows) = settings.row_group_rows {
         b = b.set_max_row_group_row_count(Some(rows.max(1)));
     }
-    for c in float_columns {
+    for c in plain_columns {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
     }
     for (c, on) in &settings.dictionary {

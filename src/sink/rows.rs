@@ -107,13 +107,18 @@ impl OutputSchema {
             .collect()
     }
 
-    /// Names of the float feature columns (raw values and normalized outputs), where
-    /// dictionary encoding only costs space.
-    pub fn float_columns(&self) -> impl Iterator<Item = &str> {
+    /// Names of the columns whose values are nearly all distinct, where a dictionary only
+    /// costs (hashing every value until the dictionary overflows) and space: the float
+    /// feature columns (raw values and normalized outputs), the Kafka offset and the event
+    /// time.
+    pub fn plain_columns(&self) -> impl Iterator<Item = &str> {
         self.schema
             .fields()
             .iter()
-            .filter(|f| f.data_type() == &DataType::Float64)
+            .filter(|f| {
+                f.data_type() == &DataType::Float64
+                    || matches!(f.name().as_str(), "kafka_offset" | "event_time")
+            })
             .map(|f| f.name().as_str())
     }
 

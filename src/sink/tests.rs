@@ -58,8 +58,8 @@ fn rows(rows: &[(i64, i64)]) -> OutRows {
 
 fn sink(dir: &std::path::Path, max_rows: usize) -> Sink {
     let s = schema();
-    let floats: Vec<&str> = s.float_columns().collect();
-    let props = writer_properties(Codec::Zstd(3), &floats, "h", &ParquetSettings::default());
+    let plain: Vec<&str> = s.plain_columns().collect();
+    let props = writer_properties(Codec::Zstd(3), &plain, "h", &ParquetSettings::default());
     Sink::new(
         Layout::new(dir.to_str().unwrap(), "t"),
         s.clone(),
@@ -243,13 +243,13 @@ fn parquet_settings_reach_the_file() {
     use parquet::basic::Encoding;
     let dir = tempfile::tempdir().unwrap();
     let s = schema();
-    let floats: Vec<&str> = s.float_columns().collect();
+    let plain: Vec<&str> = s.plain_columns().collect();
     let settings = ParquetSettings {
         row_group_rows: Some(2),
         dictionary: vec![("key".into(), false), ("v".into(), true)],
         statistics: EnabledStatistics::Page,
     };
-    let props = writer_properties(Codec::Snappy, &floats, "cafe", &settings);
+    let props = writer_properties(Codec::Snappy, &plain, "cafe", &settings);
     let mut sink = Sink::new(
         Layout::new(dir.path().to_str().unwrap(), "t"),
         s.clone(),
@@ -295,6 +295,14 @@ fn parquet_settings_reach_the_file() {
         "dictionary on by configuration for a float column"
     );
     assert!(!dict(&col("v_z")), "float columns default to no dictionary");
+    assert!(
+        !dict(&col("kafka_offset")) && !dict(&col("event_time")),
+        "nor do the offset and the event time"
+    );
+    assert!(
+        dict(&col("v_z_n")),
+        "other integer columns default to a dictionary"
+    );
     assert!(
         dict(&col("v_z_status")),
         "string columns default to a dictionary"
