@@ -122,7 +122,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(spec: InputSpec) -> Self {
-        let mut roles: HashMap<String, Vec<Role>, foldhash::fast::RandomState> = HashMap::default();
+        let mut roles = HashMap::<_, Vec<Role>, _>::default();
         if let KeySource::Field(f) = &spec.key {
             roles.entry(f.clone()).or_default().push(Role::Key);
         }

@@ -29,7 +29,7 @@ impl<'de> Deserialize<'de> for Codec {
             ))
         };
         match lower.as_str() {
-            "zstd" => Ok(super::defaults::codec()),
+            "zstd" => Ok(Codec::Zstd(defaults::ZSTD_LEVEL)),
             "snappy" => Ok(Codec::Snappy),
             "lz4" => Ok(Codec::Lz4),
             "none" | "uncompressed" => Ok(Codec::Uncompressed),

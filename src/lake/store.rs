@@ -217,27 +217,11 @@ impl Store {
         }
     }
 
-    /// Write a small object whole, atomically and durably.
+    /// Write a small object whole, atomically and durably: on an object store one PUT, in a
+    /// local lake the way [`Store::put_streamed`] writes.
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
         match &*self.backend {
-            Backend::Local { root } => {
-                let dest = root.join(key);
-                let dir = dest.parent().unwrap_or(root);
-                std::fs::create_dir_all(dir).map_err(|source| LakeError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-                let name = dest
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                let tmp = dir.join(format!(".{name}.tmp"));
-                let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-                f.write_all(&bytes).map_err(io_err(&tmp))?;
-                f.sync_all().map_err(io_err(&tmp))?;
-                drop(f);
-                super::rename_durably(&tmp, &dest)
-            }
+            Backend::Local { .. } => self.put_streamed(key, &mut |w| w.write_all(&bytes)),
             Backend::Object(o) => {
                 let path = o.path(key)?;
                 o.block(async { o.store.put(&path, PutPayload::from(bytes)).await })

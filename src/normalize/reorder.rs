@@ -28,12 +28,14 @@ fn key<P>(e: &Event<P>) -> Key {
     (e.ts_ms, e.seq)
 }
 
-/// The heads of runs and of the overflow heap, smallest first: (ts, seq, where).
-type Heads = BinaryHeap<Reverse<(i64, i64, u32)>>;
+/// Keys `(ts, seq, where)`, smallest first: the heads of the runs and of the overflow (where
+/// is the run, or `OVERFLOW`), and the overflow's events (where is the slab slot).
+type Heap = BinaryHeap<Reverse<(i64, i64, u32)>>;
 
 /// `where` of an overflow heap entry (runs are numbered below it).
 const OVERFLOW: u32 = u32::MAX;
 
+#[derive(Clone)]
 pub struct Reorder<P> {
     /// Ascending runs; `None` slots are free (listed in `free_runs`).
     runs: Vec<Option<VecDeque<Event<P>>>>,
@@ -43,9 +45,9 @@ pub struct Reorder<P> {
     /// The run the last event joined.
     last: Option<u32>,
     /// One entry per non-empty run (its head), plus one for the overflow's smallest.
-    heads: Heads,
+    heads: Heap,
     /// Events that found no run: a heap of keys over a slab.
-    overflow: BinaryHeap<Reverse<(i64, i64, u32)>>,
+    overflow: Heap,
     slab: Vec<Option<Event<P>>>,
     free_slab: Vec<u32>,
     len: usize,
@@ -63,22 +65,6 @@ impl<P> Default for Reorder<P> {
             slab: Vec::new(),
             free_slab: Vec::new(),
             len: 0,
-        }
-    }
-}
-
-impl<P: Clone> Clone for Reorder<P> {
-    fn clone(&self) -> Self {
-        Reorder {
-            runs: self.runs.clone(),
-            tails: self.tails.clone(),
-            free_runs: self.free_runs.clone(),
-            last: self.last,
-            heads: self.heads.clone(),
-            overflow: self.overflow.clone(),
-            slab: self.slab.clone(),
-            free_slab: self.free_slab.clone(),
-            len: self.len,
         }
     }
 }

@@ -30,7 +30,7 @@ pub trait Summary: Copy + std::fmt::Debug {
 }
 
 /// Mean and sum of squared deviations of shifted values (`x - shift`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MeanM2 {
     pub mean: f64,
     pub m2: f64,
@@ -69,7 +69,7 @@ impl Summary for MeanM2 {
 }
 
 /// Exact minimum and maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MinMax {
     pub min: f64,
     pub max: f64,
@@ -126,8 +126,9 @@ impl Running {
 /// in worst-case constant time" describes it as the baseline). The window's items live in the
 /// caller's deque; `front[i]` aggregates `items[i..front.len()]`, `back` aggregates the rest.
 /// Popping the front drops one precomputed aggregate; when the front stack is empty it is
-/// rebuilt from the items in one backward pass (amortised O(1) per item).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// rebuilt from the items in one backward pass (amortised O(1) per item). Checkpoints do not
+/// hold the stacks: `restore` recomputes them from the items.
+#[derive(Debug, Clone)]
 pub struct TwoStacks<S> {
     front: VecDeque<S>,
     back: Option<S>,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::lake::commit as lake_commit;
 
 fn record(topic: &Arc<str>, offset: i64, generation: u64) -> RawRecord {
     RawRecord {

@@ -1,0 +1,152 @@
+//! Rolls: when a partition's files are due, and sealing them and committing them to the lake
+//! with a checkpoint of the partition's state (`lake::commit` has the protocol), then asking
+//! the source to commit the group offset.
+
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use super::{PartitionId, PipelineError, Processor, checkpoint};
+use crate::lake::commit::{self as lake_commit, FileMove};
+use crate::source::CommitRequest;
+use crate::telemetry::unix_ms;
+
+impl Processor {
+    /// Roll the partitions whose files are due, and those with uncommitted progress older than
+    /// the roll age (a partition whose events all wait in the buffer still checkpoints).
+    pub(super) fn roll_due(&mut self, now: Instant) {
+        let mut due: Vec<PartitionId> = Vec::new();
+        for (key, why) in self.sink.due(now) {
+            tracing::debug!(topic = %key.0, partition = key.1, why, "files due to roll");
+            due.push(key);
+        }
+        for (k, p) in &self.parts {
+            if p.failed.is_none()
+                && p.dirty_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= self.max_age)
+                && !due.contains(k)
+            {
+                due.push(k.clone());
+            }
+        }
+        for key in due {
+            if let Err(e) = self.roll(&key) {
+                self.failed(&key, &e.to_string(), now);
+            }
+        }
+    }
+
+    /// Seal and commit one partition's files and state, then request the group commit.
+    pub(super) fn roll(&mut self, key: &PartitionId) -> Result<(), PipelineError> {
+        let Some(part) = self.parts.get(key) else {
+            return Ok(());
+        };
+        if part.failed.is_some() {
+            // Its uncommitted work was abandoned: committing its position would skip it.
+            return Ok(());
+        }
+        let Some(next) = part.next else {
+            return Ok(());
+        };
+        if part.committed == Some(next) && part.dirty_since.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut sealed = self.sink.seal(&key.0, key.1)?;
+        let dead = self.dead.seal(&key.0, key.1)?;
+        sealed.files.extend(dead.files);
+        sealed.dead_letters += dead.dead_letters;
+        sealed.bytes += dead.bytes;
+        let files: Vec<FileMove> = sealed
+            .files
+            .iter()
+            .map(|(tmp, dest)| FileMove {
+                tmp: tmp.clone(),
+                dest: dest.clone(),
+            })
+            .collect();
+        let seq = part.seq + 1;
+        let watermark = Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN);
+        lake_commit::commit(
+            &self.layout,
+            &key.0,
+            key.1,
+            seq,
+            next,
+            files,
+            &mut |w| checkpoint::write(&self.shape, next, &part.norm, w),
+            sealed.rows as u64,
+            sealed.dead_letters as u64,
+            unix_ms(),
+            watermark,
+        )?;
+        self.published(&sealed.files);
+        if sealed.rows_after_complete > 0 {
+            self.metrics
+                .rows_after_complete
+                .inc_by(sealed.rows_after_complete as u64);
+            tracing::warn!(topic = %key.0, partition = key.1, rows = sealed.rows_after_complete, "rows written into partitions already marked complete (_SUCCESS)");
+        }
+        if let Some(part) = self.parts.get_mut(key) {
+            part.seq = seq;
+            part.committed = Some(next);
+            part.dirty_since = None;
+        }
+        let committed_ms = unix_ms();
+        if let Some(times) = self.received.remove(key) {
+            let mut h = self.metrics.latencies();
+            for row in times {
+                for (l, t) in h.iter_mut().zip(row) {
+                    if t != i64::MIN {
+                        let age = committed_ms.saturating_sub(t).max(0) as u64;
+                        l.record(Duration::from_millis(age));
+                    }
+                }
+            }
+        }
+        let m = &self.metrics;
+        m.commit_duration.observe(started.elapsed().as_secs_f64());
+        m.rows_written.inc_by(sealed.rows as u64);
+        m.files.inc_by(sealed.files.len() as u64);
+        m.bytes.inc_by(sealed.bytes);
+        m.commits.inc();
+        m.health.set_lake_writable(true);
+        tracing::debug!(topic = %key.0, partition = key.1, seq, next, files = sealed.files.len(), rows = sealed.rows, "committed");
+        let _ = self.to_source.send(CommitRequest {
+            offsets: vec![(key.0.clone(), key.1, next)],
+            seek: Vec::new(),
+            done: None,
+        });
+        Ok(())
+    }
+
+    /// Commit every partition with progress, then confirm the group offsets synchronously.
+    pub(super) fn commit_all_and_confirm(&mut self) -> Result<(), PipelineError> {
+        for key in self.parts.keys().cloned().collect::<Vec<_>>() {
+            if self.parts.get(&key).is_some_and(|p| p.failed.is_none()) {
+                self.roll(&key)?;
+            }
+        }
+        let offsets: Vec<(Arc<str>, i32, i64)> = self
+            .parts
+            .iter()
+            .filter_map(|(k, p)| p.committed.map(|o| (k.0.clone(), k.1, o)))
+            .collect();
+        let (done_tx, done_rx) = sync_channel(1);
+        let req = CommitRequest {
+            offsets,
+            seek: Vec::new(),
+            done: Some(done_tx),
+        };
+        if self.to_source.send(req).is_err() {
+            return Err(PipelineError::FinalCommit("the source is gone".into()));
+        }
+        match done_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(PipelineError::FinalCommit(e)),
+            Err(_) => Err(PipelineError::FinalCommit(
+                "no answer from the source".into(),
+            )),
+        }
+    }
+}
