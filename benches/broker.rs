@@ -2,6 +2,9 @@
 //! 8 features, as in the core benchmark), drained from the beginning with a fresh group by
 //! - a bare rdkafka consumer that only counts the messages and touches their bytes (the
 //!   ceiling), and
+//! - the hand-written Python consumer of the comparison (`benches/python_consumer.py`:
+//!   confluent-kafka, `json.loads`, a per-key `sliding_time(60s)` z-score by running sums,
+//!   pyarrow Parquet zstd(1) every 2 s), when `confluent_kafka` and `pyarrow` import, and
 //! - the `normlake` binary (`sliding_time(60s)` z-score, Parquet zstd, commits to a local lake),
 //!
 //! each in a process of its own, so that its CPU time (user + system) and peak RSS come from
@@ -109,6 +112,40 @@ fn report(f: &Figures, n: u64) {
     );
 }
 
+/// The Python consumer in a child process, or a line saying why it did not run.
+fn python_consumer(brokers: &str, partitions: i32, n: u64) {
+    let importable = Command::new("python3")
+        .args(["-c", "import confluent_kafka, pyarrow"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        println!(
+            "hand-written Python consumer: NOT RUN, confluent_kafka or pyarrow does not import (pip install confluent-kafka pyarrow)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_consumer.py");
+    let t = Instant::now();
+    let child = Command::new("python3")
+        .arg(&script)
+        .args([brokers, TOPIC, &partitions.to_string(), &n.to_string()])
+        .arg(dir.path())
+        .spawn()
+        .expect("python3");
+    let (cpu, rss) = reap(child);
+    report(
+        &Figures {
+            name: "hand-written Python consumer",
+            seconds: t.elapsed().as_secs_f64(),
+            cpu,
+            rss,
+        },
+        n,
+    );
+}
+
 fn normlake_config(dir: &Path, brokers: &str, budget_mib: u64) -> std::path::PathBuf {
     let features: Vec<String> = (0..FEATURES).map(|i| format!("\"f{i}\"")).collect();
     let text = format!(
@@ -180,6 +217,7 @@ fn main() {
         rss,
     };
     report(&bare, n);
+    python_consumer(&brokers, partitions, n);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let budget = arg("--budget-mib", 0);

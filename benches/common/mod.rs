@@ -50,7 +50,8 @@ impl Sensors {
     }
 }
 
-/// CPU seconds (user + system) and peak RSS in bytes of a child, waiting for it to exit.
+/// CPU seconds (user + system) and peak RSS in bytes of a child, waiting for it to exit; a
+/// child that fails fails the benchmark.
 pub fn reap(child: std::process::Child) -> (f64, u64) {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
@@ -58,6 +59,10 @@ pub fn reap(child: std::process::Child) -> (f64, u64) {
     // SAFETY: the pid is our own child, and status and usage point to live values.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32, "wait4");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child process {pid} failed (wait status {status})"
+    );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (
         secs(usage.ru_utime) + secs(usage.ru_stime),
