@@ -241,7 +241,7 @@ pub struct Processor {
     metrics: Metrics,
     dead_by_reason: BTreeMap<&'static str, u64>,
     memory: MemoryConfig,
-    budget_checked: Instant,
+    budget: budget::Checks,
     shape: Shape,
     /// `_SUCCESS` markers: partition directories not yet complete, with their bucket's end.
     markers: Option<Markers>,
@@ -325,7 +325,7 @@ impl Processor {
                 unmarked: BTreeMap::new(),
                 checked: Instant::now(),
             }),
-            budget_checked: Instant::now(),
+            budget: budget::Checks::new(Instant::now()),
             budget_evicted: 0,
             dead_by_reason: BTreeMap::new(),
             received: HashMap::new(),
