@@ -4,7 +4,9 @@
 //!   ceiling), and
 //! - the hand-written Python consumer of the comparison (`benches/python_consumer.py`:
 //!   confluent-kafka, `json.loads`, a per-key `sliding_time(60s)` z-score by running sums,
-//!   pyarrow Parquet zstd(1) every 2 s), when `confluent_kafka` and `pyarrow` import, and
+//!   pyarrow Parquet zstd(1) every 2 s), and its vectorized variant (pyarrow's JSON reader and
+//!   compute, per-key statistics as of the batch before), when `confluent_kafka` and `pyarrow`
+//!   import, and
 //! - the `normlake` binary (`sliding_time(60s)` z-score, Parquet zstd, commits to a local lake),
 //!
 //! each in a process of its own, so that its CPU time (user + system) and peak RSS come from
@@ -113,7 +115,7 @@ fn report(f: &Figures, n: u64) {
 }
 
 /// The Python consumer in a child process, or a line saying why it did not run.
-fn python_consumer(brokers: &str, partitions: i32, n: u64) {
+fn python_consumer(brokers: &str, partitions: i32, n: u64, vectorized: bool) {
     let importable = Command::new("python3")
         .args(["-c", "import confluent_kafka, pyarrow"])
         .stderr(Stdio::null())
@@ -132,12 +134,17 @@ fn python_consumer(brokers: &str, partitions: i32, n: u64) {
         .arg(&script)
         .args([brokers, TOPIC, &partitions.to_string(), &n.to_string()])
         .arg(dir.path())
+        .args(vectorized.then_some("--vectorized"))
         .spawn()
         .expect("python3");
     let (cpu, rss) = reap(child);
     report(
         &Figures {
-            name: "hand-written Python consumer",
+            name: if vectorized {
+                "Python consumer, vectorized"
+            } else {
+                "hand-written Python consumer"
+            },
             seconds: t.elapsed().as_secs_f64(),
             cpu,
             rss,
@@ -217,7 +224,8 @@ fn main() {
         rss,
     };
     report(&bare, n);
-    python_consumer(&brokers, partitions, n);
+    python_consumer(&brokers, partitions, n, false);
+    python_consumer(&brokers, partitions, n, true);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let budget = arg("--budget-mib", 0);
