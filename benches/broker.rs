@@ -16,7 +16,8 @@
 //! the middle of a batch skips to the next one; high watermarks too low) are avoided by reading
 //! from the beginning with a fresh group and counting messages instead of trusting watermarks.
 //!
-//! Run: `cargo bench --bench broker` (optionally `-- --events N --partitions N --budget-mib N`;
+//! Run: `cargo bench --bench broker` (optionally `-- --events N --partitions N --budget-mib N
+//! --no-python`;
 //! without a budget the job runs with the default `[memory] budget` of 1 GiB).
 
 #[path = "../tests/common/broker.rs"]
@@ -224,8 +225,10 @@ fn main() {
         rss,
     };
     report(&bare, n);
-    python_consumer(&brokers, partitions, n, false);
-    python_consumer(&brokers, partitions, n, true);
+    if !args.iter().any(|a| a == "--no-python") {
+        python_consumer(&brokers, partitions, n, false);
+        python_consumer(&brokers, partitions, n, true);
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
     let budget = arg("--budget-mib", 0);
