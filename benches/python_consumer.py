@@ -55,6 +55,10 @@ def consumer_for(brokers, topic, partitions):
             "group.id": "bench-python",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # As normlake sets them: librdkafka >= 2.4 otherwise backs a partition off for 1 s
+            # whenever its fetch queue is full, which stalls a consumer slower than the broker.
+            "fetch.queue.backoff.ms": 10,
+            "fetch.wait.max.ms": 100,
         }
     )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
