@@ -6,6 +6,7 @@
 //! dead-letter destination untouched); a feature that is present but not a finite number is
 //! `FeatureValue::Invalid` and the row is still written.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -316,22 +317,23 @@ impl<'de, 'a> Visitor<'de> for FieldSeed<'a> {
     }
 }
 
-/// A configured field's value, reduced to what the roles can use.
-enum Scalar {
+/// A configured field's value, reduced to what the roles can use. A string without escapes is
+/// borrowed from the message: the key is then copied once, into the event.
+enum Scalar<'de> {
     Null,
     Bool(bool),
     Int(i64),
     UInt(u64),
     Float(f64),
-    Str(String),
+    Str(Cow<'de, str>),
     /// An object or array (consumed, not kept).
     Nested,
 }
 
-impl Scalar {
+impl Scalar<'_> {
     fn as_key(&self) -> Option<Box<str>> {
         match self {
-            Scalar::Str(s) if !s.is_empty() => Some(s.as_str().into()),
+            Scalar::Str(s) if !s.is_empty() => Some(Box::from(&**s)),
             Scalar::Int(i) => Some(i.to_string().into()),
             Scalar::UInt(u) => Some(u.to_string().into()),
             _ => None,
@@ -373,7 +375,7 @@ impl Scalar {
 
     fn as_text(&self) -> Option<String> {
         match self {
-            Scalar::Str(s) => Some(s.clone()),
+            Scalar::Str(s) => Some(s.to_string()),
             Scalar::Bool(b) => Some(b.to_string()),
             Scalar::Int(i) => Some(i.to_string()),
             Scalar::UInt(u) => Some(u.to_string()),
@@ -386,46 +388,49 @@ impl Scalar {
 struct ScalarSeed;
 
 impl<'de> DeserializeSeed<'de> for ScalarSeed {
-    type Value = Scalar;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+    type Value = Scalar<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for ScalarSeed {
-    type Value = Scalar;
+    type Value = Scalar<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Scalar, E> {
+    fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Null)
     }
-    fn visit_none<E>(self) -> Result<Scalar, E> {
+    fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Int(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
         Ok(Scalar::UInt(v))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Float(v))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v))
+    fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+    fn visit_string<E>(self, v: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Scalar::Nested)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Scalar::Nested)
     }
