@@ -65,21 +65,47 @@ def consumer_for(brokers, topic, partitions):
     return consumer
 
 
-def write_hours(table, ts_ms, out_dir, files):
-    """Write `table` under dt=/hr= directories by the hour of `ts_ms`; returns (files, bytes)."""
-    hours = pc.divide(ts_ms, 3_600_000)
-    size = 0
-    for hour in pc.unique(hours).to_pylist():
-        t = time.gmtime(hour * 3600)
-        part = os.path.join(out_dir, time.strftime("dt=%Y-%m-%d/hr=%H", t))
-        os.makedirs(part, exist_ok=True)
-        path = os.path.join(part, f"part-{files:06d}.parquet")
-        pq.write_table(
-            table.filter(pc.equal(hours, hour)), path, compression="zstd", compression_level=1
+class Lake:
+    """Parquet files under dt=/hr= directories, and the group offsets committed after them."""
+
+    def __init__(self, consumer, topic, out_dir):
+        self.consumer, self.topic, self.out_dir = consumer, topic, out_dir
+        self.next_offsets = {}
+        self.files = self.size = self.written = 0
+        self.last = time.monotonic()
+
+    def due(self):
+        return time.monotonic() - self.last >= FLUSH_SECONDS
+
+    def write(self, table, ts_ms):
+        """Write `table` by the hour of `ts_ms` (int64 ms)."""
+        hours = pc.divide(ts_ms, 3_600_000)
+        for hour in pc.unique(hours).to_pylist():
+            t = time.gmtime(hour * 3600)
+            part = os.path.join(self.out_dir, time.strftime("dt=%Y-%m-%d/hr=%H", t))
+            os.makedirs(part, exist_ok=True)
+            path = os.path.join(part, f"part-{self.files:06d}.parquet")
+            rows = table.filter(pc.equal(hours, hour))
+            pq.write_table(rows, path, compression="zstd", compression_level=1)
+            self.files += 1
+            self.size += os.path.getsize(path)
+            self.written += rows.num_rows
+
+    def commit(self):
+        """Commit the offsets read, once what they cover is written."""
+        if self.next_offsets:
+            self.consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in self.next_offsets.items()],
+                asynchronous=False,
+            )
+        self.last = time.monotonic()
+
+    def close(self, name, seen):
+        self.consumer.close()
+        print(
+            f"{name}: {seen} messages, {self.written} rows in {self.files} files, "
+            f"{self.size / 1e6:.1f} MB"
         )
-        files += 1
-        size += os.path.getsize(path)
-    return files, size
 
 
 def vectorized(brokers, topic, partitions, events, out_dir):
@@ -88,30 +114,24 @@ def vectorized(brokers, topic, partitions, events, out_dir):
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     stats = ["id"] + [f"{f}_{s}" for f in FEATURES for s in ("n", "mean", "m2")]
     state = pa.table({c: pa.array([], pa.string() if c == "id" else pa.float64()) for c in stats})
-    pending, next_offsets = [], {}
-    seen = written = files = size = 0
-    last_flush = time.monotonic()
+    lake = Lake(consumer, topic, out_dir)
+    pending = []
+    seen = 0
 
     def flush():
-        nonlocal pending, files, size, written
+        nonlocal pending
         if pending:
             table = pa.concat_tables(pending)
-            files, more = write_hours(table, table["event_time"].cast(pa.int64()), out_dir, files)
-            size += more
-            written += table.num_rows
+            lake.write(table, table["event_time"].cast(pa.int64()))
             pending = []
-        if next_offsets:
-            consumer.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in next_offsets.items()],
-                asynchronous=False,
-            )
+        lake.commit()
 
     while seen < events:
         batch = [m for m in consumer.consume(num_messages=50_000, timeout=0.1) if not m.error()]
         if batch:
             seen += len(batch)
             for m in batch:
-                next_offsets[m.partition()] = m.offset() + 1
+                lake.next_offsets[m.partition()] = m.offset() + 1
             t = pj.read_json(io.BytesIO(b"\n".join(m.value() for m in batch)), parse_options=options)
             t = t.append_column("kafka_partition", pa.array([m.partition() for m in batch], pa.int32()))
             t = t.append_column("kafka_offset", pa.array([m.offset() for m in batch], pa.int64()))
@@ -158,12 +178,10 @@ def vectorized(brokers, topic, partitions, events, out_dir):
                     pc.divide(pc.multiply(pc.multiply(delta, delta), pc.multiply(na, nb)), safe),
                 )
             state = pa.table(new)
-        if time.monotonic() - last_flush >= FLUSH_SECONDS:
+        if lake.due():
             flush()
-            last_flush = time.monotonic()
     flush()
-    consumer.close()
-    print(f"python consumer (vectorized): {seen} messages, {written} rows in {files} files, {size / 1e6:.1f} MB")
+    lake.close("python consumer (vectorized)", seen)
 
 
 def main():
@@ -180,42 +198,31 @@ def main():
     width = len(names)
 
     keys = {}
-    rows = {}  # hour -> list of columns
-    next_offsets = {}
-    seen = written = files = size = 0
-    last_flush = time.monotonic()
+    lake = Lake(consumer, topic, out_dir)
+    cols = [[] for _ in range(width)]
+    seen = 0
     nfeat = len(FEATURES)
 
     def flush():
-        nonlocal rows, files, size, written
-        for hour, cols in rows.items():
-            table = pa.table(
-                [
-                    pa.array(cols[0], pa.string()),
-                    pa.array(cols[1], pa.timestamp("ms", tz="UTC")),
-                    pa.array(cols[2], pa.int32()),
-                    pa.array(cols[3], pa.int64()),
-                ]
-                + [
-                    pa.array(c, pa.int64() if names[i].endswith("_n") else None)
-                    for i, c in enumerate(cols[4:], start=4)
-                ],
-                names=names,
-            )
-            t = time.gmtime(hour * 3600)
-            part = os.path.join(out_dir, time.strftime("dt=%Y-%m-%d/hr=%H", t))
-            os.makedirs(part, exist_ok=True)
-            path = os.path.join(part, f"part-{files:06d}.parquet")
-            pq.write_table(table, path, compression="zstd", compression_level=1)
-            files += 1
-            size += os.path.getsize(path)
-            written += table.num_rows
-        rows = {}
-        if next_offsets:
-            consumer.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in next_offsets.items()],
-                asynchronous=False,
-            )
+        nonlocal cols
+        ts_ms = pa.array(cols[1], pa.int64())
+        table = pa.table(
+            [
+                pa.array(cols[0], pa.string()),
+                ts_ms.cast(pa.timestamp("ms", tz="UTC")),
+                pa.array(cols[2], pa.int32()),
+                pa.array(cols[3], pa.int64()),
+            ]
+            + [
+                pa.array(c, pa.int64() if names[i].endswith("_n") else None)
+                for i, c in enumerate(cols[4:], start=4)
+            ],
+            names=names,
+        )
+        if table.num_rows:
+            lake.write(table, ts_ms)
+        lake.commit()
+        cols = [[] for _ in range(width)]
 
     loads = json.loads
     while seen < events:
@@ -224,7 +231,7 @@ def main():
             if m.error():
                 continue
             seen += 1
-            next_offsets[m.partition()] = m.offset() + 1
+            lake.next_offsets[m.partition()] = m.offset() + 1
             try:
                 ev = loads(m.value())
                 key = ev["id"]
@@ -242,10 +249,6 @@ def main():
                     if x is not None:
                         sums[i] -= x
                         squares[i] -= x * x
-            hour = ts // 3_600_000
-            cols = rows.get(hour)
-            if cols is None:
-                cols = rows[hour] = [[] for _ in range(width)]
             cols[0].append(key)
             cols[1].append(ts)
             cols[2].append(m.partition())
@@ -285,12 +288,10 @@ def main():
                     sums[i] += x
                     squares[i] += x * x
             window.append((ts, values))
-        if time.monotonic() - last_flush >= FLUSH_SECONDS:
+        if lake.due():
             flush()
-            last_flush = time.monotonic()
     flush()
-    consumer.close()
-    print(f"python consumer: {seen} messages, {written} rows in {files} files, {size / 1e6:.1f} MB")
+    lake.close("python consumer", seen)
 
 
 if __name__ == "__main__":
