@@ -380,6 +380,8 @@ impl<P> PartitionState<P> {
             TimeMode::EventTime => 0,
         };
         let mut memo = DecayMemo::default();
+        let warm = key.accs.iter().fold(0u64, |a, acc| a ^ acc.warm());
+        std::hint::black_box(warm);
         let layer = plan.layer.as_ref().map(|l| layer_stats(l, &ev.features));
         for (slot, acc_ix) in engine.slots.iter().zip(&engine.acc_of_slot) {
             let fv = ev

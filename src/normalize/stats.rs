@@ -177,6 +177,14 @@ impl<S: Summary> TwoStacks<S> {
         }
     }
 
+    /// Load the front aggregate (see `Accumulator::warm`).
+    pub fn front_bits(&self) -> u64 {
+        if let Some(f) = self.front.front() {
+            std::hint::black_box(*f);
+        }
+        self.front.len() as u64
+    }
+
     /// The front stack is exhausted: the next pop needs a rebuild from the items.
     pub fn needs_rebuild(&self) -> bool {
         self.front.is_empty()

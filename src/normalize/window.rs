@@ -617,6 +617,25 @@ impl Accumulator {
         }
     }
 
+    /// Read the memory `observe` is about to touch (the oldest and newest values and the
+    /// front aggregate). Called for every stream of a key before any is observed, the loads
+    /// are independent, so their cache misses overlap instead of queueing one per stream.
+    pub fn warm(&self) -> u64 {
+        match self {
+            Accumulator::Bounded(b) => {
+                let front = b.items.front().map_or(0, |i| i.ts as u64);
+                let back = b.items.back().map_or(0, |i| i.x.to_bits());
+                let agg = match &b.agg {
+                    WindowAgg::Moments(t) => t.front_bits(),
+                    WindowAgg::Extrema(t) => t.front_bits(),
+                    WindowAgg::Order(s) => s.as_slice().first().map_or(0, |v| v.to_bits()),
+                };
+                front ^ back ^ agg
+            }
+            _ => 0,
+        }
+    }
+
     /// Heap bytes held and values retained, for the state-size figures.
     pub fn footprint(&self) -> (usize, usize) {
         match self {
