@@ -115,19 +115,17 @@ fn report(f: &Figures, n: u64) {
     );
 }
 
-/// The Python consumer in a child process, or a line saying why it did not run.
-fn python_consumer(brokers: &str, partitions: i32, n: u64, vectorized: bool) {
-    let importable = Command::new("python3")
+/// Whether the Python consumers can run here.
+fn python_importable() -> bool {
+    Command::new("python3")
         .args(["-c", "import confluent_kafka, pyarrow"])
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !importable {
-        println!(
-            "hand-written Python consumer: NOT RUN, confluent_kafka or pyarrow does not import (pip install confluent-kafka pyarrow)"
-        );
-        return;
-    }
+        .is_ok_and(|s| s.success())
+}
+
+/// One variant of the Python consumer, in a child process.
+fn python_consumer(brokers: &str, partitions: i32, n: u64, vectorized: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_consumer.py");
     let t = Instant::now();
@@ -225,9 +223,14 @@ fn main() {
         rss,
     };
     report(&bare, n);
-    if !args.iter().any(|a| a == "--no-python") {
+    let python = !args.iter().any(|a| a == "--no-python");
+    if python && python_importable() {
         python_consumer(&brokers, partitions, n, false);
         python_consumer(&brokers, partitions, n, true);
+    } else if python {
+        println!(
+            "Python consumers: NOT RUN, confluent_kafka or pyarrow does not import (pip install confluent-kafka pyarrow)"
+        );
     }
 
     let dir = tempfile::tempdir().expect("temp dir");

@@ -63,20 +63,6 @@ fn events(n: u64) -> Vec<Vec<RawRecord>> {
     records.chunks(CHUNK).map(<[RawRecord]>::to_vec).collect()
 }
 
-/// Every file under `dir` with its length.
-fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else if let Ok(m) = e.metadata() {
-            out.push((p, m.len()));
-        }
-    }
-    out
-}
-
 fn run(normalize: bool, n: u64) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = config(dir.path(), normalize);
@@ -98,10 +84,14 @@ fn run(normalize: bool, n: u64) -> f64 {
         s.bytes as f64 / 1e6,
         s.bytes as f64 / s.rows_written.max(1) as f64
     );
-    let ckpt: u64 = walk(&dir.path().join("t/_normlake/state"))
-        .iter()
-        .filter(|(p, _)| p.extension().is_some_and(|e| e == "ckpt"))
-        .map(|(_, len)| *len)
+    let layout = normlake::lake::Layout::new(dir.path().to_str().expect("utf-8"), "t");
+    let ckpt: u64 = layout
+        .store()
+        .list_sized("t/_normlake/state")
+        .expect("list the checkpoints")
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".ckpt"))
+        .map(|(_, len)| len)
         .max()
         .unwrap_or(0);
     eprintln!("(largest state checkpoint {:.1} MB)", ckpt as f64 / 1e6);

@@ -208,7 +208,7 @@ impl<S: Summary> TwoStacks<S> {
         let front_len = front_len.min(items.len());
         let mut t = TwoStacks::default();
         // Built back to front: front[i] covers items[i..front_len].
-        let mut front: Vec<S> = Vec::with_capacity(front_len);
+        t.front.reserve_exact(front_len);
         let mut acc: Option<S> = None;
         for (n, it) in items.range(..front_len).rev().enumerate() {
             let one = S::of(it.x, shift);
@@ -216,11 +216,9 @@ impl<S: Summary> TwoStacks<S> {
                 Some(a) => S::merge(&one, 1, a, n as u64),
                 None => one,
             };
-            front.push(next);
+            t.front.push_front(next);
             acc = Some(next);
         }
-        front.reverse();
-        t.front = VecDeque::from(front);
         for it in items.iter().skip(front_len) {
             t.push_back(it.x, shift);
         }
