@@ -1,6 +1,6 @@
 //! Windowed running normalization per key: pure, synchronous, no I/O.
 //!
-//! This module owns the semantics of `shared/normalization-spec.md`: event-time ordering with
+//! This module owns the semantics of `docs/normalization-spec.md`: event-time ordering with
 //! a per-partition watermark, late-event policy, the statistic streams per
 //! `(partition, key, feature, normalization)`, warm-up, degenerate scales and statuses. It
 //! knows nothing of Kafka or files: an event carries an opaque payload `P` that comes back

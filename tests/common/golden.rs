@@ -1,4 +1,4 @@
-//! The golden cases of `shared/golden`: configuration per case, expected rows, comparison
+//! The golden cases in `tests/golden`: configuration per case, expected rows, comparison
 //! with the tolerances of the golden README.
 
 use std::collections::BTreeMap;
@@ -6,11 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// Where `shared/golden` is: `$NORMLAKE_GOLDEN_DIR`, else `../shared/golden` beside the repo.
+/// The golden data set, kept in the repository.
 pub fn dir() -> PathBuf {
-    std::env::var_os("NORMLAKE_GOLDEN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,23 +137,6 @@ pub type Rows = BTreeMap<(i32, i64, String), Row>;
 /// (partition, offset) → reason.
 pub type DeadLetters = BTreeMap<(i32, i64), String>;
 
-/// (partition, offset, feature) → the raw numeric value of the record.
-pub fn raw_values() -> BTreeMap<(i32, i64, String), f64> {
-    let mut out = BTreeMap::new();
-    for r in records() {
-        let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&r.value)
-        else {
-            continue;
-        };
-        for (f, v) in m {
-            if let Some(x) = v.as_f64().filter(|_| !v.is_boolean()) {
-                out.insert((r.partition, r.offset, f), x);
-            }
-        }
-    }
-    out
-}
-
 fn opt(s: &str) -> Option<f64> {
     if s.is_empty() {
         None
@@ -208,22 +189,6 @@ fn close(got: Option<f64>, want: Option<f64>, tol: impl Fn(f64) -> f64) -> bool 
     }
 }
 
-/// The reference computes time-decayed weights with 50-digit decimals, which rounds raw
-/// values of more than 50 significant digits: on some constant windows it reports a scale of
-/// about 1e-50 where the exact scale is 0. The spec requires `s = 0` to be detected exactly,
-/// so such a row is expected as `degenerate` (unit policy: y = x − center, scale 1).
-fn without_reference_noise(w: &Row, x: Option<f64>) -> Row {
-    match (w.scale, w.center, x) {
-        (Some(s), Some(c), Some(x)) if s < 1e-40 * c.abs().max(1.0) => Row {
-            y: Some(x - c),
-            scale: Some(1.0),
-            status: "degenerate".into(),
-            ..w.clone()
-        },
-        _ => w.clone(),
-    }
-}
-
 /// Every difference between actual and expected, as readable lines (empty when they match).
 pub fn compare(
     got: &Rows,
@@ -231,10 +196,8 @@ pub fn compare(
     want: &Rows,
     want_dl: &DeadLetters,
 ) -> Vec<String> {
-    let raw = raw_values();
     let mut diffs = Vec::new();
     for (k, w) in want {
-        let w = &without_reference_noise(w, raw.get(k).copied());
         let Some(g) = got.get(k) else {
             diffs.push(format!("{k:?}: missing row"));
             continue;
