@@ -2,8 +2,10 @@
 //! compose file parses as a compose file, every file it references exists, every dependency
 //! and health condition points at a real service, no two services publish the same port, the
 //! job's configuration passes validation, Prometheus scrapes the port the job listens on, the
-//! Grafana dashboard is valid JSON that queries only metrics normlake exports, and the Trino
-//! DDL the stack applies is exactly what `normlake ddl --dialect trino` prints.
+//! Grafana dashboard is valid JSON that queries only metrics normlake exports, the Trino
+//! DDL the stack applies is exactly what `normlake ddl --dialect trino` prints, every shell
+//! command parses (after YAML and compose have had their say), the image's build stage holds
+//! every file the build reads, and every image comes from a registry that serves it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -197,10 +199,10 @@ fn referenced_files_exist_and_dependencies_point_at_real_services() {
                         .is_some_and(|h| h.test.is_some()),
                     "{name} waits for {dep} to be healthy, but {dep} has no health check"
                 ),
-                Some("service_completed_successfully") => assert_eq!(
-                    target.restart.as_deref(),
-                    Some("no"),
-                    "{name} waits for {dep} to complete: it must be a one-shot service"
+                Some("service_completed_successfully") => assert!(
+                    matches!(target.restart.as_deref(), Some("no" | "on-failure")),
+                    "{name} waits for {dep} to complete: it must be a one-shot service \
+                     (restart \"no\", or \"on-failure\" to retry until it succeeds)"
                 ),
                 Some("service_started") | None => {}
                 Some(other) => panic!("{name}: unknown condition {other}"),
@@ -463,4 +465,339 @@ fn trino_gets_the_table_normlake_ddl_prints() {
     assert!(catalog.contains("connector.name=hive"));
     assert!(catalog.contains("thrift://hive-metastore:9083"));
     assert!(catalog.contains("s3.endpoint=http://minio:9000"));
+}
+
+/// The services' raw YAML definitions.
+fn raw_services(raw: &serde_norway::Value) -> Vec<(String, serde_norway::Value)> {
+    raw.get("services")
+        .and_then(|s| s.as_mapping())
+        .expect("services")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("name").to_string(), v.clone()))
+        .collect()
+}
+
+fn strings(v: Option<&serde_norway::Value>) -> Vec<String> {
+    match v {
+        Some(serde_norway::Value::Sequence(items)) => items
+            .iter()
+            .map(|i| i.as_str().expect("a string").to_string())
+            .collect(),
+        Some(serde_norway::Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Compose replaces `$$` with `$` before the container sees a command.
+fn as_compose_passes_it(script: &str) -> String {
+    script.replace("$$", "$")
+}
+
+/// `shell -n`: parse without running; the error text when it does not parse.
+fn parse_shell(shell: &str, script: Option<&str>, file: Option<&Path>) -> Result<(), String> {
+    let mut cmd = std::process::Command::new(shell);
+    cmd.arg("-n");
+    match (script, file) {
+        (Some(s), _) => cmd.arg("-c").arg(s),
+        (None, Some(f)) => cmd.arg(f),
+        (None, None) => return Ok(()),
+    };
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {shell}: {e}"));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// A shell command of the stack: where it is, the shell that runs it, and the script
+/// (inline) or the host file mounted as the script.
+struct ShellCommand {
+    place: String,
+    shell: String,
+    script: Result<String, PathBuf>,
+}
+
+fn shell_commands() -> Vec<ShellCommand> {
+    let (c, raw) = compose();
+    let svcs = services(&c);
+    let mut found = Vec::new();
+    let mut add = |place: String, shell: String, script: Result<String, PathBuf>| {
+        found.push(ShellCommand {
+            place,
+            shell,
+            script,
+        })
+    };
+    let shells = ["/bin/sh", "sh", "/bin/bash", "bash"];
+    for (name, def) in raw_services(&raw) {
+        let entry = strings(def.get("entrypoint"));
+        let command = strings(def.get("command"));
+        let shell = entry
+            .first()
+            .map(|s| s.rsplit('/').next().unwrap_or(s).to_string());
+        match (shell, entry.get(1).map(String::as_str)) {
+            (Some(sh), Some("-c")) if shells.contains(&entry[0].as_str()) => {
+                let script = entry.get(2).or(command.first()).expect("a script");
+                add(
+                    format!("{name} command"),
+                    sh,
+                    Ok(as_compose_passes_it(script)),
+                );
+            }
+            (Some(sh), Some(path)) if shells.contains(&entry[0].as_str()) => {
+                let (host, _) = binds(&svcs[&name])
+                    .into_iter()
+                    .find(|(_, dst)| dst == path)
+                    .unwrap_or_else(|| panic!("{name} runs {path}, which is not mounted"));
+                add(format!("{name} command"), sh, Err(deploy().join(host)));
+            }
+            _ => {}
+        }
+        let test = strings(def.get("healthcheck").and_then(|h| h.get("test")));
+        match test.first().map(String::as_str) {
+            Some("CMD-SHELL") => add(
+                format!("{name} health check"),
+                "sh".into(),
+                Ok(as_compose_passes_it(&test[1])),
+            ),
+            Some("CMD") if test.get(2).map(String::as_str) == Some("-c") => add(
+                format!("{name} health check"),
+                test[1].clone(),
+                Ok(as_compose_passes_it(&test[3])),
+            ),
+            _ => {}
+        }
+    }
+    found
+}
+
+#[test]
+fn every_shell_command_parses() {
+    let commands = shell_commands();
+    assert!(commands.len() >= 5, "the stack's scripts are found");
+    let mut broken = Vec::new();
+    for c in &commands {
+        let parsed = match &c.script {
+            Ok(script) => parse_shell(&c.shell, Some(script), None),
+            Err(file) => parse_shell(&c.shell, None, Some(file)),
+        };
+        if let Err(e) = parsed {
+            broken.push(format!("{} ({}): {e}\n{:?}", c.place, c.shell, c.script));
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n\n"));
+}
+
+#[test]
+fn a_folded_yaml_script_with_a_more_indented_line_is_caught() {
+    // The shape that once kept the stack's metastore from starting: YAML keeps the newline
+    // before a more-indented line of a folded scalar, and the shell then sees `for … in a`
+    // end at the line break.
+    let yaml = "command: >-\n  for j in a\n           b; do\n    echo $j;\n  done\n";
+    let v: serde_norway::Value = serde_norway::from_str(yaml).expect("yaml");
+    let script = v.get("command").and_then(|c| c.as_str()).expect("script");
+    assert!(parse_shell("sh", Some(script), None).is_err(), "{script:?}");
+}
+
+/// The source paths the Dockerfile's build stage copies into the build (relative to the
+/// repository root, which is the build context).
+fn build_stage_copies() -> Vec<String> {
+    let dockerfile = read(&deploy().join("Dockerfile"));
+    let stage: Vec<&str> = dockerfile
+        .lines()
+        .skip_while(|l| !l.starts_with("FROM "))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("FROM "))
+        .map(|(_, l)| l)
+        .collect();
+    stage
+        .iter()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[1..parts.len() - 1]
+                .iter()
+                .map(|p| p.trim_start_matches("./").trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every file `include_str!` / `include_bytes!` reads, relative to the repository root.
+fn included_files(dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            included_files(&path, out);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = read(&path);
+        for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+            for (at, _) in text.match_indices(macro_name) {
+                let rest = &text[at + macro_name.len()..];
+                let target = &rest[..rest.find('"').expect("closing quote")];
+                let full = path.parent().expect("dir").join(target);
+                let normal = normalize(&full);
+                let rel = normal.strip_prefix(ROOT).expect("inside the repository");
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn the_image_build_stage_holds_every_file_the_build_reads() {
+    let copied = build_stage_copies();
+    let covered = |f: &str| {
+        copied
+            .iter()
+            .any(|c| f == c || f.starts_with(&format!("{c}/")))
+    };
+    let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    needed.push("src/main.rs".into());
+    if Path::new(ROOT).join("build.rs").exists() {
+        needed.push("build.rs".into());
+    }
+    included_files(&Path::new(ROOT).join("src"), &mut needed);
+    // Cargo reads every target the manifest declares, benches included.
+    let manifest: toml::Table = read(&Path::new(ROOT).join("Cargo.toml"))
+        .parse()
+        .expect("Cargo.toml");
+    for (kind, dir) in [
+        ("bench", "benches"),
+        ("test", "tests"),
+        ("example", "examples"),
+    ] {
+        for t in manifest
+            .get(kind)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let name = t.get("name").and_then(|n| n.as_str()).expect("target name");
+            let path = t
+                .get("path")
+                .and_then(|p| p.as_str())
+                .map_or(format!("{dir}/{name}.rs"), str::to_string);
+            needed.push(path);
+        }
+    }
+    let missing: Vec<&String> = needed.iter().filter(|f| !covered(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "the build stage copies {copied:?} but the build reads {missing:?}"
+    );
+    assert!(
+        needed.iter().any(|f| f == "deploy/normlake.toml"),
+        "{needed:?}"
+    );
+}
+
+/// Where images may come from, with the reason each registry serves them.
+const REGISTRIES: [(&str, &str, &str); 7] = [
+    (
+        "docker.io",
+        "apache/",
+        "Apache Kafka and Apache Hive publish their official images on Docker Hub",
+    ),
+    (
+        "docker.io",
+        "trinodb/trino",
+        "Trino publishes its server image on Docker Hub",
+    ),
+    (
+        "docker.io",
+        "prom/prometheus",
+        "Prometheus publishes its images on Docker Hub (and quay.io)",
+    ),
+    (
+        "docker.io",
+        "grafana/grafana",
+        "Grafana publishes its images on Docker Hub",
+    ),
+    (
+        "quay.io",
+        "minio/",
+        "MinIO removed minio/minio and minio/mc from Docker Hub in September 2026; its Quay registry keeps the same tags",
+    ),
+    (
+        "docker.io",
+        "rust",
+        "the Dockerfile's build stage: the Rust project's official image",
+    ),
+    (
+        "docker.io",
+        "debian",
+        "the Dockerfile's runtime stage: Debian's official image",
+    ),
+];
+
+/// (registry, repository, tag) of an image reference.
+fn image_parts(image: &str) -> (String, String, Option<String>) {
+    let (registry, rest) = match image.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            (host.to_string(), rest.to_string())
+        }
+        _ => ("docker.io".to_string(), image.to_string()),
+    };
+    match rest.rsplit_once(':') {
+        Some((repo, tag)) => (registry, repo.to_string(), Some(tag.to_string())),
+        None => (registry, rest, None),
+    }
+}
+
+#[test]
+fn every_image_comes_from_a_registry_that_serves_it_at_a_pinned_tag() {
+    let (c, _) = compose();
+    let mut images: Vec<(String, String)> = services(&c)
+        .into_iter()
+        .filter(|(_, s)| s.build_.is_none() && s.pull_policy.is_none())
+        .filter_map(|(n, s)| s.image.map(|i| (n, i)))
+        .collect();
+    let dockerfile = read(&deploy().join("Dockerfile"));
+    for line in dockerfile.lines().filter_map(|l| l.strip_prefix("FROM ")) {
+        let image = line.split_whitespace().next().expect("an image");
+        images.push(("Dockerfile".into(), image.to_string()));
+    }
+    assert!(images.len() >= 8, "{images:?}");
+    for (name, image) in images {
+        let (registry, repo, tag) = image_parts(&image);
+        let allowed = REGISTRIES
+            .iter()
+            .any(|(r, prefix, _)| *r == registry && repo.starts_with(prefix));
+        assert!(
+            allowed,
+            "{name}: {image} comes from {registry}, which is not known to serve {repo}"
+        );
+        assert!(
+            tag.as_deref().is_some_and(|t| t != "latest"),
+            "{name}: {image} must pin a tag"
+        );
+    }
+    // The rule itself knows Docker Hub no longer serves MinIO.
+    let (registry, repo, _) = image_parts("minio/minio:RELEASE.2025-04-22T22-12-26Z");
+    assert!(
+        !REGISTRIES
+            .iter()
+            .any(|(r, prefix, _)| *r == registry && repo.starts_with(prefix))
+    );
 }

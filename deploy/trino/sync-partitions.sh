@@ -8,7 +8,9 @@ SERVER=http://trino:8080
 until trino --server "$SERVER" --execute 'SELECT 1' >/dev/null 2>&1; do
   echo "waiting for Trino"; sleep 3
 done
-trino --server "$SERVER" --catalog lake --file /sql/sensors.sql
+until trino --server "$SERVER" --catalog lake --file /sql/sensors.sql; do
+  echo "registering the table failed (is the metastore up?); retrying"; sleep 5
+done
 while true; do
   trino --server "$SERVER" --catalog lake \
     --execute "CALL system.sync_partition_metadata('default', 'sensors', 'ADD')" || true
