@@ -59,8 +59,12 @@ impl rdkafka::producer::ProducerContext for Deliveries {
 /// What to produce.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateOptions {
-    /// Bootstrap servers.
-    #[arg(long, env = "NORMLAKE_BROKERS", default_value = "127.0.0.1:9092")]
+    /// Bootstrap servers (the same variable as `kafka.brokers` of `run`).
+    #[arg(
+        long,
+        env = "NORMLAKE__KAFKA__BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     #[arg(long, default_value = "sensors")]
     pub topic: String,

@@ -1,6 +1,8 @@
 //! Secrets never reach a log line: a run with debug logging (which dumps the configuration)
 //! and `validate-config` print neither the SASL password, the dead-letter producer's password
-//! nor the S3 secret key, while showing that they were there (`<redacted>`).
+//! nor the S3 secret key, while showing that they were there (`<redacted>`). The SASL password
+//! comes from the environment through `${VAR}`, the dead-letter one from a secret file, as
+//! operators pass them.
 
 mod common;
 
@@ -12,6 +14,7 @@ use common::s3::{S3Server, SECRET_KEY as S3_SECRET};
 
 const KAFKA_SECRET: &str = "kafka-Secr3t-value";
 const DLQ_SECRET: &str = "dlq-Secr3t-value";
+const PASSWORD_VAR: (&str, &str) = ("NORMLAKE_TEST_SASL_PASSWORD", KAFKA_SECRET);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_log_line_contains_a_secret() {
@@ -25,6 +28,8 @@ async fn no_log_line_contains_a_secret() {
         .expect("produce");
     let dir = tempfile::tempdir().expect("temp dir");
     let root = std::path::Path::new("s3://lake/secrets");
+    let secret_file = dir.path().join("dlq-password");
+    std::fs::write(&secret_file, format!("{DLQ_SECRET}\n")).expect("secret file");
     // The passwords are set without enabling SASL, so the broker need not support it;
     // librdkafka still holds them.
     let text = job::config(
@@ -32,14 +37,15 @@ async fn no_log_line_contains_a_secret() {
         "sec",
         "sec-g",
         root,
-        &format!("\"sasl.username\" = \"normlake\"\n\"sasl.password\" = \"{KAFKA_SECRET}\""),
+        "\"sasl.username\" = \"normlake\"\n\"sasl.password\" = \"${NORMLAKE_TEST_SASL_PASSWORD}\"",
     ) + &s3.config_section()
         + &format!(
-            "\n[dead_letter]\ndestination = \"kafka\"\ntopic = \"sec-dlq\"\n[dead_letter.properties]\n\"sasl.password\" = \"{DLQ_SECRET}\"\n"
+            "\n[dead_letter]\ndestination = \"kafka\"\ntopic = \"sec-dlq\"\n[dead_letter.properties]\n\"sasl.password_file\" = \"{}\"\n",
+            secret_file.display()
         );
     let cfg = job::write_config(dir.path(), "sec.toml", &text);
     let log = dir.path().join("job.log");
-    let mut job = Job::start_with(&cfg, true, &log, &["--metrics-listen", "off"]);
+    let mut job = Job::start_env(&cfg, true, &log, &[PASSWORD_VAR]);
     // RUST_LOG=info is the job default; run again at debug and trace for the dumps.
     assert_eq!(job.wait(std::time::Duration::from_secs(120)), Some(true));
     for level in ["debug", "trace"] {
@@ -47,6 +53,7 @@ async fn no_log_line_contains_a_secret() {
             .args(["run", "--until-end", "--metrics-listen", "off", "--config"])
             .arg(&cfg)
             .env("RUST_LOG", level)
+            .env(PASSWORD_VAR.0, PASSWORD_VAR.1)
             .output()
             .expect("run");
         assert!(
@@ -65,18 +72,41 @@ async fn no_log_line_contains_a_secret() {
             "{level}"
         );
     }
+    // validate-config takes its file like every command: -c, NORMLAKE_CONFIG, or an argument.
+    for how in ["-c", "env", "arg"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_normlake"));
+        cmd.arg("validate-config")
+            .env(PASSWORD_VAR.0, PASSWORD_VAR.1);
+        match how {
+            "-c" => cmd.arg("-c").arg(&cfg),
+            "env" => cmd.env("NORMLAKE_CONFIG", &cfg),
+            _ => cmd.arg(&cfg),
+        };
+        let out = cmd.output().expect("validate-config");
+        assert!(
+            out.status.success(),
+            "{how}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.contains("sasl.password = <redacted>"), "{shown}");
+        assert!(shown.contains("secret_access_key = <redacted>"), "{shown}");
+        assert!(
+            !shown.contains(KAFKA_SECRET)
+                && !shown.contains(DLQ_SECRET)
+                && !shown.contains(S3_SECRET)
+        );
+    }
+    // Without the variable the file is refused, naming the variable and not a value.
     let out = Command::new(env!("CARGO_BIN_EXE_normlake"))
-        .arg("validate-config")
+        .args(["validate-config", "-c"])
         .arg(&cfg)
+        .env_remove(PASSWORD_VAR.0)
         .output()
         .expect("validate-config");
-    assert!(out.status.success());
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("sasl.password = <redacted>"), "{shown}");
-    assert!(shown.contains("secret_access_key = <redacted>"), "{shown}");
-    assert!(
-        !shown.contains(KAFKA_SECRET) && !shown.contains(DLQ_SECRET) && !shown.contains(S3_SECRET)
-    );
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("NORMLAKE_TEST_SASL_PASSWORD"), "{said}");
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(
         !logged.contains(KAFKA_SECRET)

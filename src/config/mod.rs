@@ -1,13 +1,15 @@
 //! The job's configuration: one TOML file, environment overrides, validation.
 //!
-//! Layers, lowest first: the defaults written on the fields below (one place), the TOML file,
-//! then environment variables `NORMLAKE__SECTION__FIELD` (for example
-//! `NORMLAKE__KAFKA__BROKERS`, or `NORMLAKE__KAFKA__PROPERTIES__SASL.PASSWORD` for a secret).
+//! Layers, lowest first: the defaults written on the fields below (one place), the TOML file
+//! (whose strings may refer to the environment as `${VAR}` or `${VAR:-default}`), then
+//! environment variables `NORMLAKE__SECTION__FIELD` (for example `NORMLAKE__KAFKA__BROKERS`,
+//! or `NORMLAKE__KAFKA__PROPERTIES__SASL_PASSWORD` for the Kafka property `sasl.password`).
+//! A secret may also be read from a file: `<secret>_file = "/run/secrets/…"`.
 //! Each section is deserialized on its own and then cross-checked, so a file with several
 //! mistakes reports all of them, each with its field path. Secrets are `Sensitive` and never
 //! printed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -18,10 +20,12 @@ use crate::decode::{InputSpec, KeySource, TimeFormat};
 use crate::lake::partition::Partitioning;
 use crate::normalize::{Degenerate, LatePolicy, Plan, TimeMode};
 
+mod interpolate;
 mod lake;
 mod plan;
 mod values;
 
+pub use interpolate::interpolate;
 pub use lake::{
     Codec, CompactionSection, LakeConfig, ParquetSection, PartitioningSection, RollingConfig,
     S3Section, StatisticsLevel, SuccessMarkerSection,
@@ -41,6 +45,37 @@ pub struct KafkaConfig {
     /// Passed to librdkafka as is (security settings, timeouts, …). Secrets are redacted.
     #[serde(default)]
     pub properties: BTreeMap<String, Sensitive<String>>,
+    /// What to do when the lake is ahead of a partition's end (the topic was recreated, or
+    /// the job points at another cluster).
+    #[serde(default)]
+    pub on_offset_reset: OffsetReset,
+    /// What to do when the lake is behind a partition's log start (retention deleted records
+    /// the lake never read).
+    #[serde(default)]
+    pub on_data_loss: DataLoss,
+}
+
+/// `kafka.on_offset_reset`: a lake position beyond the partition's high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetReset {
+    /// Stop with an error naming the topic, the partition and both offsets.
+    #[default]
+    Fail,
+    /// Start a new lineage of the partition from its earliest offset, with fresh state; the
+    /// old lineage's files stay, and new file names cannot collide with them.
+    RestartFromEarliest,
+}
+
+/// `kafka.on_data_loss`: a lake position below the partition's log start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DataLoss {
+    /// Stop with an error (after counting the lost offsets).
+    #[default]
+    Fail,
+    /// Count the lost offsets, log them, and go on from the log start.
+    Continue,
 }
 
 impl KafkaConfig {
@@ -415,8 +450,11 @@ impl Config {
                 message: format!("not valid TOML: {}", e.message()),
             }])
         })?;
+        let env: HashMap<String, String> = env.into_iter().collect();
         let mut c = Collector(Vec::new());
-        apply_env(&mut table, env, &mut c);
+        interpolate::interpolate_table(&mut table, &env, &mut c);
+        apply_env(&mut table, &env, &mut c);
+        interpolate::read_secret_files(&mut table, "", &mut c);
         for k in table.keys() {
             if !SECTIONS.contains(&k.as_str()) {
                 c.err(
@@ -496,16 +534,21 @@ impl Config {
 }
 
 /// `NORMLAKE__A__B=v` sets `a.b = v` (parsed as a TOML value when it is one, else a string).
-fn apply_env(
-    table: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-    c: &mut Collector,
-) {
-    for (name, value) in env {
-        let Some(path) = name.strip_prefix("NORMLAKE__") else {
+/// Under `properties`, the last segment names a Kafka property (see
+/// [`interpolate::property_from_env`]).
+fn apply_env(table: &mut toml::Table, env: &HashMap<String, String>, c: &mut Collector) {
+    let mut names: Vec<&String> = env.keys().filter(|n| n.starts_with("NORMLAKE__")).collect();
+    names.sort();
+    for name in names {
+        let (Some(path), Some(value)) = (name.strip_prefix("NORMLAKE__"), env.get(name)) else {
             continue;
         };
-        let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let value = value.clone();
+        let mut parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if parts.len() >= 2 && parts[parts.len() - 2] == "properties" {
+            let last = parts.len() - 1;
+            parts[last] = interpolate::property_from_env(&parts[last]);
+        }
         let parsed = format!("v = {value}")
             .parse::<toml::Table>()
             .ok()

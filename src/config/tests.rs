@@ -254,3 +254,126 @@ fn s3_roots_and_their_settings_are_checked_together() {
         ["lake.s3.ca_certificate"]
     );
 }
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn strings_refer_to_the_environment_with_defaults() {
+    let vars: HashMap<String, String> = env(&[("HOST", "kafka:9092"), ("EMPTY", "")])
+        .into_iter()
+        .collect();
+    let cases = [
+        ("${HOST}", "kafka:9092"),
+        ("x-${HOST}-y", "x-kafka:9092-y"),
+        ("${MISSING:-d}", "d"),
+        ("${EMPTY:-d}", "d"),
+        ("${EMPTY-d}", ""),
+        ("${MISSING-d}", "d"),
+        ("${HOST:-d}", "kafka:9092"),
+        ("$$HOST costs $5", "$HOST costs $5"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(interpolate(input, &vars).as_deref(), Ok(want), "{input}");
+    }
+    assert!(
+        interpolate("${MISSING}", &vars)
+            .unwrap_err()
+            .contains("MISSING")
+    );
+    assert!(interpolate("${1X}", &vars).is_err());
+    assert!(interpolate("${HOST", &vars).is_err());
+}
+
+#[test]
+fn interpolation_fills_any_string_and_reports_every_missing_variable() {
+    let text = GOOD
+        .replace("127.0.0.1:9092", "${KAFKA_BROKERS}")
+        .replace("hunter2", "${KAFKA_PASSWORD}")
+        .replace("./lake", "${LAKE_ROOT:-./lake}");
+    let c = Config::from_toml(
+        &text,
+        env(&[("KAFKA_BROKERS", "b:1"), ("KAFKA_PASSWORD", "s3cr3t")]),
+    )
+    .unwrap();
+    assert_eq!(c.kafka.brokers, "b:1");
+    assert_eq!(c.kafka.properties["sasl.password"].expose(), "s3cr3t");
+    assert_eq!(c.lake.root, "./lake");
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+
+    let e = Config::from_toml(&text, no_env()).unwrap_err();
+    let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
+    assert!(fields.contains(&"kafka.brokers"), "{e}");
+    assert!(fields.contains(&"kafka.properties.sasl.password"), "{e}");
+}
+
+#[test]
+fn secrets_are_read_from_files_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let text = GOOD.replace(
+        r#""sasl.password" = "hunter2""#,
+        &format!(r#""sasl.password_file" = "{}""#, file.display()),
+    );
+    let c = Config::from_toml(&text, no_env()).unwrap();
+    assert_eq!(c.kafka.properties["sasl.password"].expose(), "from-a-file");
+    assert!(!c.kafka.properties.contains_key("sasl.password_file"));
+    assert!(!format!("{c:?}").contains("from-a-file"));
+
+    let both = text.replace(
+        "[kafka.properties]",
+        "[kafka.properties]\n\"sasl.password\" = \"x\"",
+    );
+    let e = Config::from_toml(&both, no_env()).unwrap_err();
+    assert_eq!(e.0[0].field, "kafka.properties.sasl.password_file", "{e}");
+
+    let missing = GOOD.replace(
+        r#""sasl.password" = "hunter2""#,
+        r#""sasl.password_file" = "/no/such/file""#,
+    );
+    let e = Config::from_toml(&missing, no_env()).unwrap_err();
+    assert!(e.to_string().contains("/no/such/file"), "{e}");
+}
+
+#[test]
+fn kafka_properties_come_from_bash_valid_variable_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "filed").unwrap();
+    let c = Config::from_toml(
+        GOOD,
+        env(&[
+            ("NORMLAKE__KAFKA__PROPERTIES__SASL_USERNAME", "alice"),
+            ("NORMLAKE__KAFKA__PROPERTIES__SASL.MECHANISM", "PLAIN"),
+            (
+                "NORMLAKE__KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+                file.to_str().unwrap(),
+            ),
+        ]),
+    );
+    // The file's `sasl.password` and the variable's `sasl.password_file` collide.
+    let e = c.unwrap_err();
+    assert_eq!(e.0[0].field, "kafka.properties.sasl.password_file", "{e}");
+    let text = GOOD.replace(r#""sasl.password" = "hunter2""#, "");
+    let c = Config::from_toml(
+        &text,
+        env(&[
+            ("NORMLAKE__KAFKA__PROPERTIES__SASL_USERNAME", "alice"),
+            ("NORMLAKE__KAFKA__PROPERTIES__SASL.MECHANISM", "PLAIN"),
+            (
+                "NORMLAKE__KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+                file.to_str().unwrap(),
+            ),
+        ]),
+    )
+    .unwrap();
+    let p = &c.kafka.properties;
+    assert_eq!(p["sasl.username"].expose(), "alice");
+    assert_eq!(p["sasl.mechanism"].expose(), "PLAIN");
+    assert_eq!(p["sasl.password"].expose(), "filed");
+}
