@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::generate::{self, GenerateOptions};
 use crate::pipeline::{self, RunOptions};
-use crate::telemetry::{LogFormat, Metrics, RunSummary, server};
+use crate::telemetry::{LogFormat, Metrics, server};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,12 +74,20 @@ pub enum Command {
         target_size: Option<u64>,
     },
     /// Check a configuration file and report every error at once.
-    ValidateConfig { config: PathBuf },
+    ValidateConfig {
+        #[arg(long, short, env = "NORMLAKE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The file, as an argument (takes precedence over --config and NORMLAKE_CONFIG).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Produce synthetic sensor events.
     Generate(GenerateOptions),
     /// The embedded demo: an in-process Kafka mock cluster, generated events, a lake in ./lake.
+    /// Each run replaces the lake an earlier demo left there.
     Demo {
-        /// Where the lake goes.
+        /// Where the lake goes: a directory the demo made before (it is replaced), or a new or
+        /// empty one.
         #[arg(long, default_value = "lake")]
         lake: PathBuf,
         /// How many events to generate.
@@ -142,7 +150,13 @@ pub async fn shutdown_signal() {
 /// Run one command; the exit code says how it went (2: bad configuration).
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::ValidateConfig { config } => validate(&config),
+        Command::ValidateConfig { config, file } => match file.or(config) {
+            Some(path) => validate(&path),
+            None => {
+                eprintln!("validate-config needs a file: -c FILE, NORMLAKE_CONFIG or FILE");
+                ExitCode::from(2)
+            }
+        },
         Command::Ddl {
             config,
             location,
@@ -247,7 +261,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             };
             match pipeline::run(cfg, opts, shutdown_signal()).await {
                 Ok(s) => {
-                    print_summary(&s);
+                    print!("{s}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -272,7 +286,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             }
         }
         Command::Demo { lake, events } => match crate::demo::run(&lake, events).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo failed: {e:#}");
                 ExitCode::FAILURE
@@ -381,31 +395,5 @@ fn validate(path: &Path) -> ExitCode {
             eprintln!("{}: {e}", path.display());
             ExitCode::from(2)
         }
-    }
-}
-
-pub fn print_summary(s: &RunSummary) {
-    println!(
-        "consumed {} records, wrote {} rows in {} files ({} bytes)",
-        s.consumed, s.rows_written, s.files, s.bytes
-    );
-    for (reason, n) in &s.dead_letters {
-        println!("  dead letters: {n} {reason}");
-    }
-    let p = s.latency;
-    if p.count > 0 {
-        println!(
-            "  receive → published latency (ms): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-            p.p50, p.p90, p.p99, p.p999, p.max
-        );
-    }
-    if s.evicted_keys > 0 {
-        println!(
-            "  evicted keys: {} ({} over the memory budget)",
-            s.evicted_keys, s.budget_evicted_keys
-        );
-    }
-    if let Some(rss) = crate::telemetry::peak_rss_bytes() {
-        println!("  peak RSS: {rss} bytes");
     }
 }

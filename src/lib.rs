@@ -2,9 +2,10 @@
 //!
 //! # Layout
 //! Modules follow the data, and each owns one concern:
-//! - [`config`]: the TOML file, environment overrides, validation that reports every error.
-//! - [`source`]: the Kafka consumer, and the Kafka dead-letter destination; the only module
-//!   that knows rdkafka.
+//! - [`config`]: the TOML file, `${VAR}` interpolation and secret files, environment
+//!   overrides, validation that reports every error.
+//! - [`source`]: the Kafka consumer (with each assigned partition's watermarks), and the Kafka
+//!   dead-letter destination; the only stage of the job that knows rdkafka.
 //! - [`decode`]: message bytes → typed fields, or a dead-letter reason.
 //! - [`normalize`]: the statistics (pure, synchronous, no I/O); knows nothing of Kafka or files.
 //! - [`sink`]: rows → Arrow → Parquet files, partitioned and rolled; the dead-letter trait and
@@ -13,7 +14,9 @@
 //!   the commit log, checkpoints, `_SUCCESS` markers.
 //! - [`telemetry`]: logging, Prometheus metrics, hdrhistogram latency, the HTTP endpoints.
 //! - [`pipeline`]: the wiring; the one place that knows every stage.
-//! - [`generate`], [`demo`]: the synthetic producer and the embedded demo.
+//! - [`compact`]: `normlake compact`, merging the small files of complete partitions.
+//! - [`generate`], [`demo`]: the synthetic producer and the embedded demo (both produce with
+//!   rdkafka; the demo runs librdkafka's mock cluster and owns its lake directory).
 //! - [`cli`]: the commands of the `normlake` binary (`run`, `validate-config`, `ddl`,
 //!   `generate`, `demo`).
 

@@ -91,19 +91,16 @@ fn the_commit_protocol_over_s3_publishes_rolls_forward_and_drops_uncommitted_wor
         }
     };
     let first = stage("part-s-0-0-9", b"rows 0-9");
-    let rec = commit::commit(
-        &layout,
-        "s",
-        0,
-        1,
-        10,
-        vec![first.clone()],
-        &mut |w: &mut dyn std::io::Write| w.write_all(b"state-1"),
-        10,
-        0,
-        1,
-        Some(7),
-    )
+    let draft = commit::CommitRecord {
+        files: vec![first.clone()],
+        rows: 10,
+        committed_at_ms: 1,
+        watermark_ms: Some(7),
+        ..commit::CommitRecord::new("s", 0, 1, 10)
+    };
+    let rec = commit::commit(&layout, draft, &mut |w: &mut dyn std::io::Write| {
+        w.write_all(b"state-1")
+    })
     .expect("commit");
     assert_eq!(
         store.get(&first.dest).expect("get"),

@@ -49,6 +49,30 @@ pub struct CommitRecord {
     /// has a time at or after it (late events aside). Absent before the first event.
     #[serde(default)]
     pub watermark_ms: Option<i64>,
+    /// Which incarnation of the input partition these offsets belong to: 0 at first, one more
+    /// each time the job is told to start again from the earliest offset of a recreated topic.
+    /// File names carry it, so a new lineage never overwrites an old one's files.
+    #[serde(default)]
+    pub lineage: u32,
+}
+
+impl CommitRecord {
+    /// A record to commit; `commit` fills in the checkpoint's key.
+    pub fn new(stream: &str, partition: i32, seq: u64, next_offset: i64) -> CommitRecord {
+        CommitRecord {
+            seq,
+            stream: stream.to_string(),
+            partition,
+            next_offset,
+            files: Vec::new(),
+            checkpoint: String::new(),
+            rows: 0,
+            dead_letters: 0,
+            committed_at_ms: 0,
+            watermark_ms: None,
+            lineage: 0,
+        }
+    }
 }
 
 /// Failures of the commit protocol.
@@ -175,44 +199,29 @@ pub fn mark_complete(layout: &Layout, rel_dir: &str) -> Result<(), LakeError> {
 /// The name of the marker of a complete partition (Hadoop's convention).
 pub const SUCCESS: &str = "_SUCCESS";
 
-/// Commit one roll: checkpoint, record (the commit point), publishing, clean-up.
-#[allow(clippy::too_many_arguments)]
+/// Commit one roll: checkpoint, record (the commit point), publishing, clean-up. The
+/// checkpoint's key is set in the record that is written and returned.
 pub fn commit(
     layout: &Layout,
-    stream: &str,
-    partition: i32,
-    seq: u64,
-    next_offset: i64,
-    files: Vec<FileMove>,
+    mut rec: CommitRecord,
     checkpoint: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
-    rows: u64,
-    dead_letters: u64,
-    now_ms: i64,
-    watermark_ms: Option<i64>,
 ) -> Result<CommitRecord, CommitError> {
+    let (stream, partition, seq) = (rec.stream.clone(), rec.partition, rec.seq);
     let store = layout.store();
-    let ckpt = format!("{}/{seq:020}.ckpt", layout.state_key(stream, partition));
-    store.put_streamed(&ckpt, checkpoint)?;
-    let rec = CommitRecord {
-        seq,
-        stream: stream.to_string(),
-        partition,
-        next_offset,
-        files,
-        checkpoint: ckpt,
-        rows,
-        dead_letters,
-        committed_at_ms: now_ms,
-        watermark_ms,
-    };
-    let key = format!("{}/{}", layout.log_key(stream, partition), record_name(seq));
+    rec.checkpoint = format!("{}/{seq:020}.ckpt", layout.state_key(&stream, partition));
+    store.put_streamed(&rec.checkpoint, checkpoint)?;
+    let key = format!(
+        "{}/{}",
+        layout.log_key(&stream, partition),
+        record_name(seq)
+    );
     let body = serde_json::to_vec_pretty(&rec).map_err(|source| CommitError::Record {
         key: key.clone(),
         source,
     })?;
     store.put(&key, body)?;
     finish_publishing(layout, &key, &rec)?;
-    forget_older(layout, stream, partition, seq);
+    forget_older(layout, &stream, partition, seq);
     Ok(rec)
 }
 
@@ -382,19 +391,16 @@ mod tests {
     fn a_commit_publishes_its_files_and_recovery_returns_its_checkpoint() {
         let (_d, layout) = setup();
         let f = pending(&layout, "part-s-0-0-9");
-        let rec = commit(
-            &layout,
-            "s",
-            0,
-            1,
-            10,
-            vec![f.clone()],
-            &mut |w: &mut dyn std::io::Write| w.write_all(b"state-1"),
-            10,
-            0,
-            1,
-            Some(5),
-        )
+        let draft = CommitRecord {
+            files: vec![f.clone()],
+            rows: 10,
+            committed_at_ms: 1,
+            watermark_ms: Some(5),
+            ..CommitRecord::new("s", 0, 1, 10)
+        };
+        let rec = commit(&layout, draft, &mut |w: &mut dyn std::io::Write| {
+            w.write_all(b"state-1")
+        })
         .unwrap();
         assert!(exists(&layout, &f.dest));
         assert!(!exists(&layout, &f.tmp));
@@ -425,6 +431,7 @@ mod tests {
             dead_letters: 0,
             committed_at_ms: 0,
             watermark_ms: None,
+            lineage: 0,
         };
         layout
             .store()
@@ -476,16 +483,8 @@ mod tests {
         let (_d, layout) = setup();
         commit(
             &layout,
-            "s",
-            0,
-            1,
-            10,
-            vec![],
+            CommitRecord::new("s", 0, 1, 10),
             &mut |w: &mut dyn std::io::Write| w.write_all(b"x"),
-            0,
-            0,
-            0,
-            None,
         )
         .unwrap();
         let ckpt = format!("{}/00000000000000000001.ckpt", layout.state_key("s", 0));
@@ -502,16 +501,8 @@ mod tests {
         for seq in 1..=5 {
             commit(
                 &layout,
-                "s",
-                0,
-                seq,
-                seq as i64 * 10,
-                vec![],
+                CommitRecord::new("s", 0, seq, seq as i64 * 10),
                 &mut |w: &mut dyn std::io::Write| w.write_all(b"x"),
-                0,
-                0,
-                0,
-                None,
             )
             .unwrap();
         }

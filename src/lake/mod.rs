@@ -133,9 +133,14 @@ impl Layout {
         Ok(dirs)
     }
 
-    /// File name for rows of `stream`/`partition` whose offsets span `first..=last`.
-    pub fn file_name(stream: &str, partition: i32, first: i64, last: i64) -> String {
-        format!("part-{stream}-{partition}-{first}-{last}.parquet")
+    /// File name for rows of `stream`/`partition` whose offsets span `first..=last`. A
+    /// partition's later lineage (a recreated topic read again from its start) is named in
+    /// the file, so its offsets never collide with an earlier lineage's.
+    pub fn file_name(stream: &str, partition: i32, lineage: u32, first: i64, last: i64) -> String {
+        match lineage {
+            0 => format!("part-{stream}-{partition}-{first}-{last}.parquet"),
+            n => format!("part-{stream}-{partition}-l{n}-{first}-{last}.parquet"),
+        }
     }
 }
 
@@ -363,8 +368,12 @@ mod tests {
     #[test]
     fn file_names_carry_origin() {
         assert_eq!(
-            Layout::file_name("sensors", 3, 10, 99),
+            Layout::file_name("sensors", 3, 0, 10, 99),
             "part-sensors-3-10-99.parquet"
+        );
+        assert_eq!(
+            Layout::file_name("sensors", 3, 2, 10, 99),
+            "part-sensors-3-l2-10-99.parquet"
         );
     }
 

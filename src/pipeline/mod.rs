@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, sync_channel};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, DeadLetterDestination, MemoryConfig};
+use crate::config::{Config, DataLoss, DeadLetterDestination, MemoryConfig, OffsetReset};
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::CommitError;
@@ -79,6 +79,25 @@ pub enum PipelineError {
         "shutdown did not finish within the grace period of {0:?}; committed data is safe, the rest is read again on restart"
     )]
     ShutdownTimeout(Duration),
+    #[error(
+        "the lake is ahead of {topic}/{partition}: it has read up to offset {lake_next}, but the partition ends at {high} (was the topic deleted and recreated, or is this another cluster?). Nothing was read. To start a new lineage of the partition from its earliest offset, keeping the files already in the lake, set kafka.on_offset_reset = \"restart_from_earliest\""
+    )]
+    LakeAhead {
+        topic: String,
+        partition: i32,
+        lake_next: i64,
+        high: i64,
+    },
+    #[error(
+        "records of {topic}/{partition} were deleted before the lake read them: the lake's next offset is {lake_next}, but the partition now starts at {low} ({lost} offsets lost, probably to retention). To go on from the log start, set kafka.on_data_loss = \"continue\""
+    )]
+    DataLost {
+        topic: String,
+        partition: i32,
+        lake_next: i64,
+        low: i64,
+        lost: i64,
+    },
 }
 
 /// Runtime knobs of a run (the configuration file holds the semantics).
@@ -172,6 +191,7 @@ pub fn process_offline(
         let (reply, _positions) = sync_channel(1);
         let _ = tx.send(SourceEvent::Assigned {
             parts: partitions,
+            watermarks: HashMap::new(),
             reply,
             generation: 0,
         });
@@ -210,6 +230,8 @@ struct PartitionProgress {
     /// Records of earlier source generations (read before the last assignment or seek) are
     /// stale and dropped.
     min_generation: u64,
+    /// The input partition's incarnation (see `CommitRecord::lineage`).
+    lineage: u32,
 }
 
 impl PartitionProgress {
@@ -223,6 +245,7 @@ impl PartitionProgress {
             failed: None,
             seeking: None,
             min_generation: 0,
+            lineage: 0,
         }
     }
 }
@@ -240,6 +263,8 @@ pub struct Processor {
     seeked: Receiver<Seeked>,
     metrics: Metrics,
     dead_by_reason: BTreeMap<&'static str, u64>,
+    on_offset_reset: OffsetReset,
+    on_data_loss: DataLoss,
     memory: MemoryConfig,
     budget: budget::Checks,
     shape: Shape,
@@ -328,6 +353,8 @@ impl Processor {
             budget: budget::Checks::new(Instant::now()),
             budget_evicted: 0,
             dead_by_reason: BTreeMap::new(),
+            on_offset_reset: cfg.kafka.on_offset_reset,
+            on_data_loss: cfg.kafka.on_data_loss,
             received: HashMap::new(),
         })
     }
@@ -353,10 +380,11 @@ impl Processor {
                 SourceEvent::Tick => self.seeks_done(),
                 SourceEvent::Assigned {
                     parts,
+                    watermarks,
                     reply,
                     generation,
                 } => {
-                    let (positions, result) = self.assigned(&parts);
+                    let (positions, result) = self.assigned(&parts, &watermarks);
                     for key in &parts {
                         if let Some(p) = self.parts.get_mut(key) {
                             p.min_generation = generation;

@@ -9,6 +9,7 @@ use super::{
     CommitRequest, FIRST_BACKOFF, MAX_BACKOFF, PartitionId, PartitionProgress, PipelineError,
     Processor, checkpoint,
 };
+use crate::config::{DataLoss, OffsetReset};
 use crate::lake::commit as lake_commit;
 
 impl Processor {
@@ -41,10 +42,12 @@ impl Processor {
         self.metrics.health.set_assigned(n);
     }
 
-    /// Recover newly assigned partitions from the lake; answer where to read from.
+    /// Recover newly assigned partitions from the lake, check their positions against the
+    /// partitions' (low, high) watermarks, and answer where to read from.
     pub(super) fn assigned(
         &mut self,
         parts: &[PartitionId],
+        watermarks: &HashMap<PartitionId, (i64, i64)>,
     ) -> (HashMap<PartitionId, Option<i64>>, Result<(), PipelineError>) {
         let mut positions = HashMap::new();
         // One listing of the table's temporary files for every partition of the assignment.
@@ -53,7 +56,10 @@ impl Processor {
             Err(e) => return (positions, Err(e.into())),
         };
         for key in parts {
-            match self.recover_from(key, &temporary) {
+            let recovered = self
+                .recover_from(key, &temporary)
+                .and_then(|p| self.reconcile(key, p, watermarks.get(key).copied()));
+            match recovered {
                 Ok(p) => {
                     positions.insert(key.clone(), p.next);
                     self.parts.insert(key.clone(), p);
@@ -126,7 +132,71 @@ impl Processor {
             failed: None,
             seeking: None,
             min_generation: 0,
+            lineage: found.record.lineage,
         })
+    }
+
+    /// Compare a recovered partition's lake position with the partition's (low, high)
+    /// watermarks. A lake ahead of the partition's end (a recreated topic) and a lake behind
+    /// its log start (records lost to retention) are never passed over in silence: each
+    /// stops the job, or is handled as `kafka.on_offset_reset` / `kafka.on_data_loss` say.
+    pub(super) fn reconcile(
+        &self,
+        key: &PartitionId,
+        mut p: PartitionProgress,
+        watermarks: Option<(i64, i64)>,
+    ) -> Result<PartitionProgress, PipelineError> {
+        let (Some(next), Some((low, high))) = (p.next, watermarks) else {
+            return Ok(p);
+        };
+        let (topic, partition) = (key.0.to_string(), key.1);
+        if next > high {
+            if self.on_offset_reset == OffsetReset::Fail {
+                return Err(PipelineError::LakeAhead {
+                    topic,
+                    partition,
+                    lake_next: next,
+                    high,
+                });
+            }
+            let lineage = p.lineage + 1;
+            tracing::warn!(
+                topic,
+                partition,
+                lake_next = next,
+                high,
+                lineage,
+                "the lake is ahead of the partition (recreated topic?): starting a new lineage from the earliest offset with fresh state; earlier files stay in the lake"
+            );
+            return Ok(PartitionProgress {
+                seq: p.seq,
+                lineage,
+                ..PartitionProgress::fresh()
+            });
+        }
+        if next < low {
+            let lost = low - next;
+            self.metrics.lost_offsets(&topic, partition, lost as u64);
+            tracing::error!(
+                topic,
+                partition,
+                lake_next = next,
+                log_start = low,
+                lost,
+                "records were deleted (retention) before the lake read them"
+            );
+            if self.on_data_loss == DataLoss::Fail {
+                return Err(PipelineError::DataLost {
+                    topic,
+                    partition,
+                    lake_next: next,
+                    low,
+                    lost,
+                });
+            }
+            p.next = Some(low);
+        }
+        Ok(p)
     }
 
     pub(super) fn revoked(&mut self, parts: &[PartitionId]) {

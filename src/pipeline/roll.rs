@@ -7,7 +7,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use super::{PartitionId, PipelineError, Processor, checkpoint};
-use crate::lake::commit::{self as lake_commit, FileMove};
+use crate::lake::commit::{self as lake_commit, CommitRecord, FileMove};
 use crate::source::CommitRequest;
 use crate::telemetry::unix_ms;
 
@@ -52,8 +52,8 @@ impl Processor {
             return Ok(());
         }
         let started = Instant::now();
-        let mut sealed = self.sink.seal(&key.0, key.1)?;
-        let dead = self.dead.seal(&key.0, key.1)?;
+        let mut sealed = self.sink.seal(&key.0, key.1, part.lineage)?;
+        let dead = self.dead.seal(&key.0, key.1, part.lineage)?;
         sealed.files.extend(dead.files);
         sealed.dead_letters += dead.dead_letters;
         sealed.bytes += dead.bytes;
@@ -66,20 +66,18 @@ impl Processor {
             })
             .collect();
         let seq = part.seq + 1;
-        let watermark = Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN);
-        lake_commit::commit(
-            &self.layout,
-            &key.0,
-            key.1,
-            seq,
-            next,
+        let record = CommitRecord {
             files,
-            &mut |w| checkpoint::write(&self.shape, next, &part.norm, w),
-            sealed.rows as u64,
-            sealed.dead_letters as u64,
-            unix_ms(),
-            watermark,
-        )?;
+            rows: sealed.rows as u64,
+            dead_letters: sealed.dead_letters as u64,
+            committed_at_ms: unix_ms(),
+            watermark_ms: Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN),
+            lineage: part.lineage,
+            ..CommitRecord::new(&key.0, key.1, seq, next)
+        };
+        lake_commit::commit(&self.layout, record, &mut |w| {
+            checkpoint::write(&self.shape, next, &part.norm, w)
+        })?;
         self.published(&sealed.files);
         if sealed.rows_after_complete > 0 {
             self.metrics

@@ -18,6 +18,132 @@ fn record(topic: &Arc<str>, offset: i64, generation: u64) -> RawRecord {
     }
 }
 
+fn test_config(root: &std::path::Path, kafka_settings: &str) -> Config {
+    let text = format!(
+        "[kafka]\nbrokers = \"unused:9092\"\ntopics = [\"t\"]\n{kafka_settings}\n[input]\nkey_field = \"sensor_id\"\nfeatures = [\"temp\"]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"expanding\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_rows = 10\n",
+        root.display()
+    );
+    Config::from_toml(&text, Vec::new()).unwrap()
+}
+
+/// A processor with partition t/0 committed up to offset 20 (lineage 0, one commit).
+fn committed_to_20(root: &std::path::Path, kafka_settings: &str) -> (Processor, PartitionId) {
+    let cfg = test_config(root, kafka_settings);
+    let (commit_tx, _commit_rx) = std::sync::mpsc::channel();
+    let (_seeked_tx, seeked_rx) = std::sync::mpsc::channel();
+    let mut p = Processor::new(&cfg, commit_tx, seeked_rx, Metrics::new()).unwrap();
+    let topic: Arc<str> = "t".into();
+    let key: PartitionId = (topic.clone(), 0);
+    p.assigned(std::slice::from_ref(&key), &HashMap::new())
+        .1
+        .unwrap();
+    p.records(
+        (0..20).map(|o| record(&topic, o, 0)).collect(),
+        Instant::now(),
+    )
+    .unwrap();
+    p.finish_all(Instant::now()).unwrap();
+    p.roll(&key).unwrap();
+    (p, key)
+}
+
+#[test]
+fn a_lake_within_the_partitions_watermarks_resumes_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, key) = committed_to_20(dir.path(), "");
+    for marks in [(0, 20), (20, 20), (5, 500)] {
+        let (positions, result) =
+            p.assigned(std::slice::from_ref(&key), &[(key.clone(), marks)].into());
+        result.unwrap();
+        assert_eq!(positions[&key], Some(20), "{marks:?}");
+    }
+}
+
+#[test]
+fn a_lake_ahead_of_the_partition_stops_or_starts_a_new_lineage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, key) = committed_to_20(dir.path(), "");
+    let marks: HashMap<PartitionId, (i64, i64)> = [(key.clone(), (0, 7))].into();
+    let err = p
+        .assigned(std::slice::from_ref(&key), &marks)
+        .1
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::LakeAhead {
+                lake_next: 20,
+                high: 7,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let (mut p, key) = committed_to_20(dir.path(), "on_offset_reset = \"restart_from_earliest\"");
+    let (positions, result) = p.assigned(std::slice::from_ref(&key), &marks);
+    result.unwrap();
+    assert_eq!(positions[&key], None, "from the earliest offset");
+    let part = &p.parts[&key];
+    assert_eq!((part.lineage, part.seq, part.norm.key_count()), (1, 1, 0));
+    let topic = key.0.clone();
+    p.records(
+        (0..7).map(|o| record(&topic, o, 0)).collect(),
+        Instant::now(),
+    )
+    .unwrap();
+    p.finish_all(Instant::now()).unwrap();
+    p.roll(&key).unwrap();
+    let (_, rec) = lake_commit::latest(&p.layout, "t", 0).unwrap().unwrap();
+    assert_eq!((rec.seq, rec.lineage, rec.next_offset), (2, 1, 7));
+    assert!(
+        rec.files.iter().all(|f| f.dest.contains("part-t-0-l1-")),
+        "{:?}",
+        rec.files
+    );
+    // The new lineage is what the next assignment recovers.
+    let (positions, result) =
+        p.assigned(std::slice::from_ref(&key), &[(key.clone(), (0, 7))].into());
+    result.unwrap();
+    assert_eq!((positions[&key], p.parts[&key].lineage), (Some(7), 1));
+}
+
+#[test]
+fn a_lake_behind_the_log_start_counts_the_loss_and_stops_or_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, key) = committed_to_20(dir.path(), "");
+    let marks: HashMap<PartitionId, (i64, i64)> = [(key.clone(), (25, 90))].into();
+    let err = p
+        .assigned(std::slice::from_ref(&key), &marks)
+        .1
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::DataLost {
+                lake_next: 20,
+                low: 25,
+                lost: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = p.metrics.encode().unwrap();
+    assert!(
+        text.contains("normlake_lost_offsets_total{topic=\"t\",partition=\"0\"} 5"),
+        "{text}"
+    );
+
+    let (mut p, key) = committed_to_20(dir.path(), "on_data_loss = \"continue\"");
+    let (positions, result) = p.assigned(std::slice::from_ref(&key), &marks);
+    result.unwrap();
+    assert_eq!(positions[&key], Some(25));
+    p.roll(&key).unwrap();
+    let (_, rec) = lake_commit::latest(&p.layout, "t", 0).unwrap().unwrap();
+    assert_eq!(rec.next_offset, 25, "the skip is committed");
+}
+
 /// A roll fails while nothing is committed yet, so the partition restarts from the
 /// beginning. Records read before that seek are still in flight; they must not be taken
 /// as the new beginning (which would skip everything before them).
@@ -39,7 +165,9 @@ fn records_in_flight_from_before_a_seek_are_not_a_new_start() {
     let mut p = Processor::new(&cfg, commit_tx, seeked_rx, Metrics::new()).unwrap();
     let topic: Arc<str> = "t".into();
     let key: PartitionId = (topic.clone(), 0);
-    p.assigned(std::slice::from_ref(&key)).1.unwrap();
+    p.assigned(std::slice::from_ref(&key), &HashMap::new())
+        .1
+        .unwrap();
     p.parts.get_mut(&key).unwrap().min_generation = 1;
     let t0 = Instant::now();
     p.records((0..20).map(|o| record(&topic, o, 1)).collect(), t0)

@@ -47,8 +47,14 @@ pub trait DeadLetterSink: Send {
     /// Keep a dead letter of an input partition until its next roll.
     fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter);
     /// Make every dead letter of the partition durable. Returned files are published by the
-    /// partition's commit; `dead_letters` counts the letters sealed.
-    fn seal(&mut self, stream: &Arc<str>, partition: i32) -> Result<Sealed, SinkError>;
+    /// partition's commit; `dead_letters` counts the letters sealed. `lineage` names the
+    /// partition's incarnation (see `Layout::file_name`).
+    fn seal(
+        &mut self,
+        stream: &Arc<str>,
+        partition: i32,
+        lineage: u32,
+    ) -> Result<Sealed, SinkError>;
     /// Forget the unsealed letters of these partitions (they are read again).
     fn abandon(&mut self, parts: &[(Arc<str>, i32)]);
     /// Bytes held for letters not sealed yet.
@@ -119,7 +125,12 @@ impl DeadLetterSink for LakeDeadLetters {
         self.held.push(stream, partition, letter);
     }
 
-    fn seal(&mut self, stream: &Arc<str>, partition: i32) -> Result<Sealed, SinkError> {
+    fn seal(
+        &mut self,
+        stream: &Arc<str>,
+        partition: i32,
+        lineage: u32,
+    ) -> Result<Sealed, SinkError> {
         let dead = self.held.take(stream, partition);
         if dead.is_empty() {
             return Ok(Sealed::default());
@@ -168,7 +179,7 @@ impl DeadLetterSink for LakeDeadLetters {
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         let dest = format!(
             "{dir}/{}",
-            Layout::file_name(stream, partition, first, last)
+            Layout::file_name(stream, partition, lineage, first, last)
         );
         PendingFile::seal(store, file, &pending.key)?;
         Ok(Sealed {

@@ -431,8 +431,13 @@ impl Sink {
         }
     }
 
-    /// Close and seal every open file and the dead letters of one input partition.
-    pub fn seal(&mut self, stream: &Arc<str>, partition: i32) -> Result<Sealed, SinkError> {
+    /// Close and seal every open file of one input partition, named for its `lineage`.
+    pub fn seal(
+        &mut self,
+        stream: &Arc<str>,
+        partition: i32,
+        lineage: u32,
+    ) -> Result<Sealed, SinkError> {
         let Some(open) = self.open.remove(&(stream.clone(), partition)) else {
             return Ok(Sealed::default());
         };
@@ -447,7 +452,7 @@ impl Sink {
             let dest = format!(
                 "{}/{}",
                 f.dir,
-                Layout::file_name(stream, partition, f.first, f.last)
+                Layout::file_name(stream, partition, lineage, f.first, f.last)
             );
             let file = f.writer.into_inner().map_err(|source| SinkError::Parquet {
                 path: f.tmp.clone(),

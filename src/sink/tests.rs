@@ -100,8 +100,8 @@ fn rows_split_by_hour_and_roll_into_named_files() {
     let footprint = letter.footprint();
     dead.push(&stream, 1, letter);
     assert_eq!(dead.held_bytes(), footprint);
-    let mut report = s.seal(&stream, 1).unwrap();
-    let sealed_dead = dead.seal(&stream, 1).unwrap();
+    let mut report = s.seal(&stream, 1, 0).unwrap();
+    let sealed_dead = dead.seal(&stream, 1, 0).unwrap();
     assert_eq!(dead.held_bytes(), 0);
     report.files.extend(sealed_dead.files);
     assert_eq!(
@@ -271,7 +271,7 @@ fn parquet_settings_reach_the_file() {
         Instant::now(),
     )
     .unwrap();
-    let sealed = sink.seal(&stream, 0).unwrap();
+    let sealed = sink.seal(&stream, 0, 0).unwrap();
     let (tmp, _) = &sealed.files[0];
     let b = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.path().join(tmp)).unwrap())
         .unwrap();

@@ -172,7 +172,12 @@ impl DeadLetterSink for KafkaDeadLetters {
         self.held.push(stream, partition, letter);
     }
 
-    fn seal(&mut self, stream: &Arc<str>, partition: i32) -> Result<Sealed, SinkError> {
+    fn seal(
+        &mut self,
+        stream: &Arc<str>,
+        partition: i32,
+        _lineage: u32,
+    ) -> Result<Sealed, SinkError> {
         let letters = self.held.take(stream, partition);
         if letters.is_empty() {
             return Ok(Sealed::default());

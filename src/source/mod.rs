@@ -58,6 +58,10 @@ pub enum SourceError {
     },
     #[error("the source thread failed: {0}")]
     Thread(String),
+    #[error(
+        "a message batch cannot be decoded ({0}): a codec this build lacks, or a corrupt batch; the bounded run stops instead of retrying it forever"
+    )]
+    Undecodable(KafkaError),
 }
 
 /// An input partition: (topic, partition).
@@ -88,6 +92,8 @@ pub enum SourceEvent {
     /// the offset to read from (`None`: from the beginning).
     Assigned {
         parts: Vec<PartitionId>,
+        /// Each partition's (low, high) watermarks, where the broker answered.
+        watermarks: HashMap<PartitionId, (i64, i64)>,
         reply: SyncSender<HashMap<PartitionId, Option<i64>>>,
         /// Records of these partitions from earlier generations are stale.
         generation: u64,
@@ -165,14 +171,20 @@ fn parts_of(tpl: &TopicPartitionList) -> Vec<PartitionId> {
 }
 
 impl SourceContext {
-    /// Ask the processor for the lake positions of `parts`.
-    fn positions(&self, parts: Vec<PartitionId>) -> HashMap<PartitionId, Option<i64>> {
+    /// Ask the processor for the lake positions of `parts`, giving it their watermarks so it
+    /// can tell a lake ahead of the topic or behind its log start.
+    fn positions(
+        &self,
+        parts: Vec<PartitionId>,
+        watermarks: HashMap<PartitionId, (i64, i64)>,
+    ) -> HashMap<PartitionId, Option<i64>> {
         let (reply, answer) = sync_channel(1);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         if self
             .to_processor
             .send(SourceEvent::Assigned {
                 parts,
+                watermarks,
                 reply,
                 generation,
             })
@@ -182,6 +194,45 @@ impl SourceContext {
         }
         answer.recv_timeout(REBALANCE_WAIT).unwrap_or_default()
     }
+}
+
+/// The (low, high) watermarks of `parts`; a partition the broker does not answer for is left
+/// out (and logged), and the processor then cannot check its lake position against them.
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &[PartitionId],
+) -> HashMap<PartitionId, (i64, i64)> {
+    let mut out = HashMap::new();
+    for key in parts {
+        match consumer.fetch_watermarks(&key.0, key.1, TIMEOUT) {
+            Ok(w) => {
+                out.insert(key.clone(), w);
+            }
+            Err(e) => {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "cannot fetch the watermarks; the lake position is not checked against them")
+            }
+        }
+    }
+    out
+}
+
+/// The consumer errors that mean a fetched batch cannot be decoded by this consumer (a codec
+/// it lacks, a corrupt batch): librdkafka retries them forever, so they are reported.
+pub fn undecodable(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e,
+        KafkaError::MessageConsumption(code) | KafkaError::MessageConsumptionFatal(code)
+            if matches!(
+                code,
+                C::NotImplemented
+                    | C::BadCompression
+                    | C::BadMessage
+                    | C::InvalidMessage
+                    | C::UnsupportedCompressionType
+                    | C::InvalidRecord
+            )
+    )
 }
 
 /// Set each partition's offset in `tpl` to its lake position.
@@ -208,7 +259,8 @@ impl ConsumerContext for SourceContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let parts = parts_of(tpl);
-                let positions = self.positions(parts.clone());
+                let marks = watermarks(consumer, &parts);
+                let positions = self.positions(parts.clone(), marks);
                 apply_positions(tpl, &positions);
                 tracing::info!(partitions = ?parts, "partitions assigned, resuming from the lake");
                 let res = if cooperative {
@@ -382,7 +434,7 @@ impl SourceLoop {
                     let _ = self.to_processor.send(SourceEvent::End);
                     continue;
                 }
-                let records = self.poll_chunk();
+                let records = self.poll_chunk(bounded)?;
                 if !records.is_empty()
                     && self
                         .to_processor
@@ -419,7 +471,7 @@ impl SourceLoop {
     /// Bounded mode: assign every partition from its lake position up to the high
     /// watermark now.
     fn assign_to_end(&mut self, topics: &[String]) -> Result<(), SourceError> {
-        let mut ends = HashMap::new();
+        let mut marks = HashMap::new();
         for topic in topics {
             let md = self
                 .consumer
@@ -439,19 +491,23 @@ impl SourceLoop {
                 return Err(SourceError::NoSuchTopic(topic.clone()));
             }
             for p in ids {
-                let (_low, high) =
-                    self.consumer
-                        .fetch_watermarks(topic, p, TIMEOUT)
-                        .map_err(|source| SourceError::Topic {
-                            op: "fetch watermarks",
-                            topic: topic.clone(),
-                            source,
-                        })?;
-                ends.insert((self.name(topic), p), high);
+                let w = self
+                    .consumer
+                    .fetch_watermarks(topic, p, TIMEOUT)
+                    .map_err(|source| SourceError::Topic {
+                        op: "fetch watermarks",
+                        topic: topic.clone(),
+                        source,
+                    })?;
+                marks.insert((self.name(topic), p), w);
             }
         }
+        let mut ends: HashMap<PartitionId, i64> = marks
+            .iter()
+            .map(|(k, (_, high))| (k.clone(), *high))
+            .collect();
         let parts: Vec<PartitionId> = ends.keys().cloned().collect();
-        let positions = self.consumer.context().positions(parts.clone());
+        let positions = self.consumer.context().positions(parts.clone(), marks);
         let mut tpl = TopicPartitionList::new();
         for (t, p) in &parts {
             tpl.add_partition(t, *p);
@@ -490,13 +546,26 @@ impl SourceLoop {
         }
     }
 
-    /// Up to `CHUNK` messages: wait up to `POLL` for the first, then take what is ready.
-    fn poll_chunk(&mut self) -> Vec<RawRecord> {
+    /// Up to `CHUNK` messages: wait up to `POLL` for the first, then take what is ready. A
+    /// batch that cannot be decoded fails a bounded run (librdkafka would retry it forever).
+    fn poll_chunk(&mut self, bounded: bool) -> Result<Vec<RawRecord>, SourceError> {
         let mut records = Vec::new();
         let mut timeout = POLL;
         while records.len() < CHUNK {
             let copied = match self.consumer.poll(timeout) {
                 None => break,
+                Some(Err(e)) if undecodable(&e) => {
+                    let metrics = &self.consumer.context().metrics;
+                    metrics.input_undecodable.inc();
+                    metrics
+                        .health
+                        .set_input_undecodable(crate::telemetry::unix_ms());
+                    tracing::error!(error = %e, "a fetched message batch cannot be decoded (a compression codec this build lacks, or a corrupt batch); its partition makes no progress");
+                    if bounded {
+                        return Err(SourceError::Undecodable(e));
+                    }
+                    break;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error (librdkafka retries)");
                     break;
@@ -536,7 +605,7 @@ impl SourceLoop {
                 generation,
             });
         }
-        records
+        Ok(records)
     }
 
     fn commit(&self, req: CommitRequest) {
@@ -586,5 +655,35 @@ impl SourceLoop {
         if let Some(done) = req.done {
             let _ = done.send(res.map_err(|e| e.to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn batches_the_consumer_cannot_decode_are_told_from_passing_errors() {
+        for code in [C::NotImplemented, C::BadCompression, C::BadMessage] {
+            assert!(
+                undecodable(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+        assert!(undecodable(&KafkaError::MessageConsumptionFatal(
+            C::InvalidMessage
+        )));
+        for code in [
+            C::BrokerTransportFailure,
+            C::AllBrokersDown,
+            C::OffsetOutOfRange,
+        ] {
+            assert!(
+                !undecodable(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+        assert!(!undecodable(&KafkaError::PartitionEOF(0)));
     }
 }

@@ -7,7 +7,7 @@
 //! histograms) and are exported as gauges with a `quantile` label, because the Prometheus
 //! client has no summary type; the commit duration is a classic bucketed histogram.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::collector::Collector;
@@ -76,6 +76,8 @@ pub struct Metrics {
     pub partitions_complete: Counter,
     pub rows_after_complete: Counter,
     pub memory_pauses: Counter,
+    pub input_undecodable: Counter,
+    lost_offsets: Family<PartitionLabels, Counter>,
     latency: Arc<LatencySet>,
     pub health: Health,
     registry: Arc<Registry>,
@@ -117,6 +119,8 @@ impl Metrics {
             partitions_complete: Counter::default(),
             rows_after_complete: Counter::default(),
             memory_pauses: Counter::default(),
+            input_undecodable: Counter::default(),
+            lost_offsets: Family::default(),
             latency: Arc::new(LatencySet::default()),
             health: Health::default(),
             registry: Arc::new(Registry::default()),
@@ -218,6 +222,16 @@ impl Metrics {
             m.partitions_complete.clone(),
         );
         r.register("normlake_rows_after_complete", "Rows written into a partition already marked complete (processing time or emit_unchanged)", m.rows_after_complete.clone());
+        r.register(
+            "normlake_input_undecodable_batches",
+            "Fetched message batches the consumer could not decode (a codec this build lacks, a corrupt batch)",
+            m.input_undecodable.clone(),
+        );
+        r.register(
+            "normlake_lost_offsets",
+            "Offsets deleted from a partition (retention) before the lake read them",
+            m.lost_offsets.clone(),
+        );
         r.register_collector(Box::new(LatencyCollector(m.latency.clone())));
         Metrics {
             registry: Arc::new(r),
@@ -248,6 +262,16 @@ impl Metrics {
         self.lag_total.set(total);
     }
 
+    /// Count offsets of a partition that retention deleted before the lake read them.
+    pub fn lost_offsets(&self, topic: &str, partition: i32, n: u64) {
+        self.lost_offsets
+            .get_or_create(&[
+                ("topic", topic.to_string()),
+                ("partition", partition.to_string()),
+            ])
+            .inc_by(n);
+    }
+
     /// Sum of the per-partition lag figures of the last report.
     pub fn total_lag(&self) -> i64 {
         self.lag_total.get()
@@ -270,12 +294,18 @@ impl Metrics {
     }
 }
 
-/// Readiness: partitions assigned and the lake writable.
+/// Readiness: partitions assigned, the lake writable, and no undecodable input lately.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     assigned: Arc<AtomicUsize>,
     lake_writable: Arc<AtomicBool>,
+    /// Unix ms of the last batch the consumer could not decode (0: never).
+    undecodable_at: Arc<AtomicI64>,
 }
+
+/// How long an undecodable batch keeps the job not ready. librdkafka fetches the batch again
+/// and again, so a partition that stays stuck keeps it not ready.
+const UNDECODABLE_FOR_MS: i64 = 60_000;
 
 impl Health {
     pub fn set_assigned(&self, n: usize) {
@@ -286,12 +316,21 @@ impl Health {
         self.lake_writable.store(ok, Ordering::Relaxed);
     }
 
+    pub fn set_input_undecodable(&self, now_ms: i64) {
+        self.undecodable_at.store(now_ms, Ordering::Relaxed);
+    }
+
     /// Why the job is not ready, if it is not.
     pub fn not_ready(&self) -> Option<&'static str> {
+        let undecodable_at = self.undecodable_at.load(Ordering::Relaxed);
         if self.assigned.load(Ordering::Relaxed) == 0 {
             Some("no input partitions assigned")
         } else if !self.lake_writable.load(Ordering::Relaxed) {
             Some("the lake is not writable")
+        } else if undecodable_at > 0
+            && crate::telemetry::unix_ms() - undecodable_at < UNDECODABLE_FOR_MS
+        {
+            Some("an input batch cannot be decoded")
         } else {
             None
         }
@@ -359,5 +398,23 @@ impl Collector for LatencyCollector {
             ConstGauge::new(p.count as i64).encode(c.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecodable_batch_fails_readiness_for_a_while() {
+        let h = Health::default();
+        h.set_assigned(1);
+        h.set_lake_writable(true);
+        assert_eq!(h.not_ready(), None);
+        let now = crate::telemetry::unix_ms();
+        h.set_input_undecodable(now);
+        assert_eq!(h.not_ready(), Some("an input batch cannot be decoded"));
+        h.set_input_undecodable(now - UNDECODABLE_FOR_MS - 1);
+        assert_eq!(h.not_ready(), None);
     }
 }

@@ -178,3 +178,36 @@ pub struct RunSummary {
     pub budget_evicted_keys: u64,
     pub latency: Percentiles,
 }
+
+/// The run summary as the CLI prints it at the end of a run.
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "consumed {} records, wrote {} rows in {} files ({} bytes)",
+            self.consumed, self.rows_written, self.files, self.bytes
+        )?;
+        for (reason, n) in &self.dead_letters {
+            writeln!(f, "  dead letters: {n} {reason}")?;
+        }
+        let p = self.latency;
+        if p.count > 0 {
+            writeln!(
+                f,
+                "  receive → published latency (ms): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                p.p50, p.p90, p.p99, p.p999, p.max
+            )?;
+        }
+        if self.evicted_keys > 0 {
+            writeln!(
+                f,
+                "  evicted keys: {} ({} over the memory budget)",
+                self.evicted_keys, self.budget_evicted_keys
+            )?;
+        }
+        if let Some(rss) = peak_rss_bytes() {
+            writeln!(f, "  peak RSS: {rss} bytes")?;
+        }
+        Ok(())
+    }
+}

@@ -77,13 +77,28 @@ pub fn produce_keys(brokers: &str, topic: &str, n: u64, keys: usize) {
 /// Events `start..start + n` of the sequence (event times continue where an earlier call
 /// stopped).
 pub fn produce_from(brokers: &str, topic: &str, start: u64, n: u64, keys: usize) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    produce_with(brokers, topic, start, n, keys, &[]);
+}
+
+/// `produce_from` with extra producer properties (a compression codec, say).
+pub fn produce_with(
+    brokers: &str,
+    topic: &str,
+    start: u64,
+    n: u64,
+    keys: usize,
+    props: &[(&str, &str)],
+) {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
         .set("batch.num.messages", "5000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .expect("producer");
+        .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in props {
+        config.set(*k, *v);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create().expect("producer");
     let opts = normlake::generate::GenerateOptions {
         brokers: brokers.into(),
         topic: topic.into(),
@@ -285,6 +300,17 @@ pub fn wait_committed(root: &Path, topic: &str, ends: &[(i32, i64)], timeout: Du
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Every (partition, offset) the lake accounts for: in a row or in a dead letter.
+pub fn accounted(content: &LakeContent) -> std::collections::BTreeSet<(i32, i64)> {
+    let mut seen: std::collections::BTreeSet<(i32, i64)> = content
+        .rows
+        .values()
+        .flat_map(|rows| rows.keys().map(|(p, o, _)| (*p, *o)))
+        .collect();
+    seen.extend(content.dead.keys().copied());
+    seen
 }
 
 /// Every published Parquet file of the table and of its dead letters.
