@@ -19,6 +19,7 @@ mod checkpoint;
 mod markers;
 mod output;
 mod ownership;
+mod progress;
 mod roll;
 #[cfg(test)]
 mod tests;
@@ -36,7 +37,7 @@ use crate::config::{Config, DataLoss, DeadLetterDestination, MemoryConfig, Offse
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::CommitError;
-use crate::normalize::{Engine, Event, PartitionState};
+use crate::normalize::{Engine, Event};
 use crate::sink::{
     DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, RollingPolicy, RowMeta, Sink, SinkError,
     writer_properties,
@@ -48,6 +49,7 @@ use crate::source::{
 use crate::telemetry::{LatencySource, Metrics, Progress, RunSummary, StateFigures, unix_ms};
 use checkpoint::Shape;
 use markers::Markers;
+use progress::{Admit, PartitionProgress};
 
 /// Failures of a run, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -212,44 +214,6 @@ pub fn process_offline(
     result
 }
 
-struct PartitionProgress {
-    norm: PartitionState<RowMeta>,
-    /// Next offset to read (`None`: nothing read and nothing committed yet).
-    next: Option<i64>,
-    /// Sequence of the last lake commit.
-    seq: u64,
-    /// Offset of the last lake commit.
-    committed: Option<i64>,
-    /// Since when there is uncommitted progress.
-    dirty_since: Option<Instant>,
-    /// After a failed roll: when to recover from the lake, and the back-off so far.
-    failed: Option<(Instant, Duration)>,
-    /// A seek to this position was requested and the source has not reported it done:
-    /// every record of the partition is in flight from before it and is dropped.
-    seeking: Option<Option<i64>>,
-    /// Records of earlier source generations (read before the last assignment or seek) are
-    /// stale and dropped.
-    min_generation: u64,
-    /// The input partition's incarnation (see `CommitRecord::lineage`).
-    lineage: u32,
-}
-
-impl PartitionProgress {
-    fn fresh() -> Self {
-        PartitionProgress {
-            norm: PartitionState::default(),
-            next: None,
-            seq: 0,
-            committed: None,
-            dirty_since: None,
-            failed: None,
-            seeking: None,
-            min_generation: 0,
-            lineage: 0,
-        }
-    }
-}
-
 /// Decode, normalize and write, on one thread.
 pub struct Processor {
     decoder: Decoder,
@@ -276,11 +240,37 @@ pub struct Processor {
     received: HashMap<PartitionId, Vec<[i64; 3]>>,
 }
 
+/// Decode an admitted record and hand its event to the partition's normalization; emitted
+/// rows go to `out`. A late event comes back as a reject.
+fn ingest(
+    decoder: &Decoder,
+    engine: &Engine,
+    part: &mut PartitionProgress,
+    r: &RawRecord,
+    received_ms: i64,
+    out: &mut OutRows,
+) -> Result<(), Reject> {
+    let d = decoder.decode_at(r.key.as_deref(), &r.value, r.timestamp_ms)?;
+    let ev = Event {
+        key: d.key,
+        ts_ms: d.ts_ms,
+        seq: r.offset,
+        features: d.features,
+        payload: RowMeta {
+            passthrough: d.passthrough,
+            received_ms,
+            kafka_ms: r.timestamp_ms,
+        },
+    };
+    match part.norm.push(engine, ev, out) {
+        Some(_) => Err(Reject::LateEvent),
+        None => Ok(()),
+    }
+}
+
 /// Chunks (of up to 2,048 records) between the source and the processor: enough to keep both
 /// busy, few enough to count little against the memory budget.
 const CHANNEL_CHUNKS: usize = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Processor {
     pub fn new(
@@ -387,7 +377,7 @@ impl Processor {
                     let (positions, result) = self.assigned(&parts, &watermarks);
                     for key in &parts {
                         if let Some(p) = self.parts.get_mut(key) {
-                            p.min_generation = generation;
+                            p.starts_generation(generation);
                         }
                     }
                     let _ = reply.send(positions);
@@ -403,7 +393,7 @@ impl Processor {
                     self.finish_all(now)?;
                     self.commit_all_and_confirm()?;
                     self.mark_complete_partitions(None);
-                    let failed = self.parts.values().filter(|p| p.failed.is_some()).count();
+                    let failed = self.parts.values().filter(|p| p.is_failed()).count();
                     if failed > 0 {
                         return Err(PipelineError::Incomplete(failed));
                     }
@@ -434,6 +424,8 @@ impl Processor {
         Ok(self.summary())
     }
 
+    /// Each record of a chunk: admission (exactly once, in offset order), decode, normalize,
+    /// then the rows go to the sink and the rejects to the dead letters.
     fn records(&mut self, records: Vec<RawRecord>, now: Instant) -> Result<(), PipelineError> {
         self.metrics.consumed.inc_by(records.len() as u64);
         let received_ms = unix_ms();
@@ -441,91 +433,60 @@ impl Processor {
         // Records arrive grouped by partition in chunks; handle each run of one partition.
         for run in records.chunk_by(|a, b| a.partition == b.partition && a.topic == b.topic) {
             let Some(first) = run.first() else { continue };
-            let (topic, partition) = (first.topic.clone(), first.partition);
-            let key = (topic.clone(), partition);
+            let key = (first.topic.clone(), first.partition);
+            // Not ours (any more): a revoked partition's last records.
             let Some(part) = self.parts.get_mut(&key) else {
-                // Not ours (any more): a revoked partition's last records.
                 continue;
             };
-            if part.failed.is_some() || part.seeking.is_some() {
-                // Waiting to recover after a failed roll, or for a seek: these records are
-                // read again after the seek.
-                continue;
-            }
             let evicted_before = part.norm.counters.evicted_keys;
+            let mut rejected = Vec::new();
             for r in run {
-                if r.generation < part.min_generation {
-                    // Read before the partition's last assignment or seek: stale.
-                    continue;
-                }
-                let expected = *part.next.get_or_insert(r.offset);
-                if r.offset < expected {
-                    // Already processed (a re-delivery): never twice.
-                    continue;
-                }
-                if r.offset > expected {
-                    // Ahead of the lake position: the consumer is somewhere else. Never skip
-                    // ahead: seek back, and drop what comes until the source reports the seek.
-                    part.seeking = Some(Some(expected));
-                    let _ = self
-                        .to_source
-                        .send(CommitRequest::seek(key.clone(), Some(expected)));
-                    // The rest of this run is from before the seek too.
-                    break;
-                }
-                part.next = Some(r.offset + 1);
-                part.dirty_since.get_or_insert(now);
-                let reject =
-                    match self
-                        .decoder
-                        .decode_at(r.key.as_deref(), &r.value, r.timestamp_ms)
-                    {
-                        Err(reason) => Some(reason),
-                        Ok(d) => {
-                            let ev = Event {
-                                key: d.key,
-                                ts_ms: d.ts_ms,
-                                seq: r.offset,
-                                features: d.features,
-                                payload: RowMeta {
-                                    passthrough: d.passthrough,
-                                    received_ms,
-                                    kafka_ms: r.timestamp_ms,
-                                },
-                            };
-                            part.norm
-                                .push(&self.engine, ev, &mut out)
-                                .map(|_| Reject::LateEvent)
-                        }
-                    };
-                if let Some(reason) = reject {
-                    *self.dead_by_reason.entry(reason.as_str()).or_default() += 1;
-                    self.metrics.dead_letter(reason.as_str());
-                    if reason == Reject::LateEvent {
-                        self.metrics.late.inc();
+                match part.admit(r.offset, r.generation, now) {
+                    Admit::Take => {}
+                    Admit::Skip => continue,
+                    Admit::SeekBack(offset) => {
+                        let _ = self
+                            .to_source
+                            .send(CommitRequest::seek(key.clone(), Some(offset)));
+                        // The rest of this run is from before the seek too.
+                        break;
                     }
-                    self.dead.push(
-                        &topic,
-                        partition,
-                        DeadLetter {
-                            offset: r.offset,
-                            key: r.key.clone(),
-                            value: r.value.clone(),
-                            reason: reason.as_str(),
-                            timestamp_ms: r.timestamp_ms,
-                        },
-                    );
+                }
+                let ingested = ingest(&self.decoder, &self.engine, part, r, received_ms, &mut out);
+                if let Err(reason) = ingested {
+                    rejected.push((r, reason));
                 }
             }
-            if let Some(part) = self.parts.get(&key) {
-                let evicted = part.norm.counters.evicted_keys;
-                self.metrics
-                    .evicted_keys
-                    .inc_by(evicted.saturating_sub(evicted_before));
+            let evicted = part.norm.counters.evicted_keys;
+            self.metrics
+                .evicted_keys
+                .inc_by(evicted.saturating_sub(evicted_before));
+            for (r, reason) in rejected {
+                self.reject(r, reason);
             }
             self.write(&key, &mut out, now)?;
         }
         Ok(())
+    }
+
+    /// Send a record to the dead letters, counted by reason.
+    fn reject(&mut self, r: &RawRecord, reason: Reject) {
+        *self.dead_by_reason.entry(reason.as_str()).or_default() += 1;
+        self.metrics.dead_letter(reason.as_str());
+        if reason == Reject::LateEvent {
+            self.metrics.late.inc();
+        }
+        self.dead.push(
+            &r.topic,
+            r.partition,
+            DeadLetter {
+                offset: r.offset,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                reason: reason.as_str(),
+                timestamp_ms: r.timestamp_ms,
+            },
+        );
     }
 
     fn write(
@@ -559,7 +520,7 @@ impl Processor {
         for key in self.parts.keys().cloned().collect::<Vec<_>>() {
             let mut out = self.engine.emitted();
             if let Some(part) = self.parts.get_mut(&key) {
-                if part.failed.is_some() {
+                if part.is_failed() {
                     continue;
                 }
                 part.norm.finish(&self.engine, &mut out);

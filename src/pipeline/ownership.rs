@@ -5,10 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::{
-    CommitRequest, FIRST_BACKOFF, MAX_BACKOFF, PartitionId, PartitionProgress, PipelineError,
-    Processor, checkpoint,
-};
+use super::{CommitRequest, PartitionId, PartitionProgress, PipelineError, Processor, checkpoint};
 use crate::config::{DataLoss, OffsetReset};
 use crate::lake::commit as lake_commit;
 
@@ -26,11 +23,7 @@ impl Processor {
             let Some(p) = self.parts.get_mut(&s.part) else {
                 continue;
             };
-            let Some(target) = p.seeking else { continue };
-            if s.ok {
-                p.seeking = None;
-                p.min_generation = p.min_generation.max(s.generation);
-            } else {
+            if let Some(target) = p.seek_done(s.generation, s.ok) {
                 let _ = self.to_source.send(CommitRequest::seek(s.part, target));
             }
         }
@@ -123,17 +116,12 @@ impl Processor {
             buffered = ckpt.state.pending_len(),
             "recovered from the lake"
         );
-        Ok(PartitionProgress {
-            norm: ckpt.state,
-            next: Some(ckpt.next),
-            seq: found.record.seq,
-            committed: Some(ckpt.next),
-            dirty_since: None,
-            failed: None,
-            seeking: None,
-            min_generation: 0,
-            lineage: found.record.lineage,
-        })
+        Ok(PartitionProgress::recovered(
+            ckpt.state,
+            ckpt.next,
+            found.record.seq,
+            found.record.lineage,
+        ))
     }
 
     /// Compare a recovered partition's lake position with the partition's (low, high)
@@ -159,7 +147,8 @@ impl Processor {
                     high,
                 });
             }
-            let lineage = p.lineage + 1;
+            let new = p.new_lineage();
+            let lineage = new.lineage;
             tracing::warn!(
                 topic,
                 partition,
@@ -168,11 +157,7 @@ impl Processor {
                 lineage,
                 "the lake is ahead of the partition (recreated topic?): starting a new lineage from the earliest offset with fresh state; earlier files stay in the lake"
             );
-            return Ok(PartitionProgress {
-                seq: p.seq,
-                lineage,
-                ..PartitionProgress::fresh()
-            });
+            return Ok(new);
         }
         if next < low {
             let lost = low - next;
@@ -217,11 +202,8 @@ impl Processor {
         self.abandon_work(std::slice::from_ref(key));
         self.received.remove(key);
         if let Some(p) = self.parts.get_mut(key) {
-            let backoff = p
-                .failed
-                .map_or(FIRST_BACKOFF, |(_, b)| (b * 2).min(MAX_BACKOFF));
+            let backoff = p.failed(now);
             tracing::error!(topic = %key.0, partition = key.1, error, retry_in_ms = backoff.as_millis() as u64, "writing to the lake failed; the partition will resume from its last commit");
-            p.failed = Some((now + backoff, backoff));
         }
     }
 
@@ -230,18 +212,15 @@ impl Processor {
         let ready: Vec<(PartitionId, Duration)> = self
             .parts
             .iter()
-            .filter_map(|(k, p)| {
-                p.failed
-                    .filter(|(at, _)| *at <= now)
-                    .map(|(_, b)| (k.clone(), b))
-            })
+            .filter_map(|(k, p)| p.retry_due(now).map(|b| (k.clone(), b)))
             .collect();
         for (key, backoff) in ready {
             match self.recover(&key) {
                 Ok(mut p) => {
-                    let position = p.next;
-                    p.seeking = Some(position);
-                    p.min_generation = self.parts.get(&key).map_or(0, |old| old.min_generation);
+                    let position = p.seek_to_position();
+                    if let Some(old) = self.parts.get(&key) {
+                        p.succeeds(old);
+                    }
                     self.parts.insert(key.clone(), p);
                     let _ = self
                         .to_source
@@ -250,9 +229,8 @@ impl Processor {
                 }
                 Err(e) => {
                     if let Some(p) = self.parts.get_mut(&key) {
-                        let next = (backoff * 2).min(MAX_BACKOFF);
+                        let next = p.retry_failed(now, backoff);
                         tracing::error!(topic = %key.0, partition = key.1, error = %e, retry_in_ms = next.as_millis() as u64, "recovery failed");
-                        p.failed = Some((now + next, next));
                     }
                 }
             }

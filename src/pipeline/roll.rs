@@ -21,11 +21,7 @@ impl Processor {
             due.push(key);
         }
         for (k, p) in &self.parts {
-            if p.failed.is_none()
-                && p.dirty_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= self.max_age)
-                && !due.contains(k)
-            {
+            if p.commit_due(now, self.max_age) && !due.contains(k) {
                 due.push(k.clone());
             }
         }
@@ -38,19 +34,15 @@ impl Processor {
 
     /// Seal and commit one partition's files and state, then request the group commit.
     pub(super) fn roll(&mut self, key: &PartitionId) -> Result<(), PipelineError> {
-        let Some(part) = self.parts.get(key) else {
+        // A failed partition's uncommitted work was abandoned: committing its position would
+        // skip it.
+        let Some((part, next)) = self
+            .parts
+            .get(key)
+            .and_then(|p| p.to_commit().map(|next| (p, next)))
+        else {
             return Ok(());
         };
-        if part.failed.is_some() {
-            // Its uncommitted work was abandoned: committing its position would skip it.
-            return Ok(());
-        }
-        let Some(next) = part.next else {
-            return Ok(());
-        };
-        if part.committed == Some(next) && part.dirty_since.is_none() {
-            return Ok(());
-        }
         let started = Instant::now();
         let mut sealed = self.sink.seal(&key.0, key.1, part.lineage)?;
         let dead = self.dead.seal(&key.0, key.1, part.lineage)?;
@@ -86,9 +78,7 @@ impl Processor {
             tracing::warn!(topic = %key.0, partition = key.1, rows = sealed.rows_after_complete, "rows written into partitions already marked complete (_SUCCESS)");
         }
         if let Some(part) = self.parts.get_mut(key) {
-            part.seq = seq;
-            part.committed = Some(next);
-            part.dirty_since = None;
+            part.committed(seq, next);
         }
         let committed_ms = unix_ms();
         if let Some(times) = self.received.remove(key) {
@@ -121,7 +111,7 @@ impl Processor {
     /// Commit every partition with progress, then confirm the group offsets synchronously.
     pub(super) fn commit_all_and_confirm(&mut self) -> Result<(), PipelineError> {
         for key in self.parts.keys().cloned().collect::<Vec<_>>() {
-            if self.parts.get(&key).is_some_and(|p| p.failed.is_none()) {
+            if self.parts.get(&key).is_some_and(|p| !p.is_failed()) {
                 self.roll(&key)?;
             }
         }

@@ -168,12 +168,12 @@ fn records_in_flight_from_before_a_seek_are_not_a_new_start() {
     p.assigned(std::slice::from_ref(&key), &HashMap::new())
         .1
         .unwrap();
-    p.parts.get_mut(&key).unwrap().min_generation = 1;
+    p.parts.get_mut(&key).unwrap().starts_generation(1);
     let t0 = Instant::now();
     p.records((0..20).map(|o| record(&topic, o, 1)).collect(), t0)
         .unwrap();
     p.roll_due(t0);
-    assert!(p.parts[&key].failed.is_some(), "the roll failed");
+    assert!(p.parts[&key].is_failed(), "the roll failed");
     // Nothing may commit a failed partition's position: its rows were abandoned.
     p.roll(&key).unwrap();
     assert!(
