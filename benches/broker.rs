@@ -77,10 +77,11 @@ fn bare_consumer(brokers: &str, partitions: i32, n: u64) {
         Vec::new(),
     )
     .expect("config");
-    let c: BaseConsumer = normlake::source::client_config(&cfg.kafka, cfg.memory.budget.0 / 5)
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
+    let c: BaseConsumer =
+        normlake::source::consumer_config(&cfg.kafka.subscription(), cfg.memory.budget.0 / 5)
+            .set("enable.partition.eof", "false")
+            .create()
+            .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(TOPIC, p, Offset::Beginning)

@@ -270,21 +270,19 @@ pub async fn main(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Generate(opts) => {
-            match generate::generate(opts, Vec::new(), shutdown_signal()).await {
-                Ok(s) => {
-                    println!(
-                        "sent {} events ({} malformed, {} late)",
-                        s.sent, s.malformed, s.late
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "generate failed");
-                    ExitCode::FAILURE
-                }
+        Command::Generate(opts) => match generate::generate(opts, shutdown_signal()).await {
+            Ok(s) => {
+                println!(
+                    "sent {} events ({} malformed, {} late)",
+                    s.sent, s.malformed, s.late
+                );
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                tracing::error!(error = %e, "generate failed");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { lake, events } => match crate::demo::run(&lake, events).await {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
@@ -297,21 +295,18 @@ pub async fn main(cli: Cli) -> ExitCode {
 
 /// The DDL text for a configuration: the table, then the partitions present.
 pub fn ddl(c: &Config, location: Option<String>) -> Result<String, crate::lake::LakeError> {
-    let layout = crate::lake::Layout::open(&c.lake)?;
+    let layout = c.lake.layout()?;
     let location = location.unwrap_or_else(|| layout.location());
-    let schema = crate::pipeline::output_schema(c);
-    let partition_columns = c.partitioning.columns();
+    let table = c.table();
+    let partition_columns = table.partition_columns();
     let mut text = crate::lake::hive_ddl(
-        &c.lake.table,
-        &schema.hive_columns(),
+        &table.name,
+        &table.hive_columns(),
         &partition_columns,
         &location,
     );
-    text += &crate::lake::hive_add_partitions(
-        &c.lake.table,
-        &layout.table_files()?,
-        &partition_columns,
-    );
+    text +=
+        &crate::lake::hive_add_partitions(&table.name, &layout.table_files()?, &partition_columns);
     Ok(text)
 }
 
@@ -323,13 +318,14 @@ pub fn trino_ddl(
 ) -> Result<String, crate::lake::LakeError> {
     let location = match location {
         Some(l) => l,
-        None => crate::lake::Layout::open(&c.lake)?.location(),
+        None => c.lake.layout()?.location(),
     };
+    let table = c.table();
     Ok(crate::lake::trino_ddl(
         schema,
-        &c.lake.table,
-        &crate::pipeline::output_schema(c).hive_columns(),
-        &c.partitioning.columns(),
+        &table.name,
+        &table.hive_columns(),
+        &table.partition_columns(),
         &location,
     ))
 }
@@ -342,7 +338,7 @@ fn validate(path: &Path) -> ExitCode {
                 "  brokers: {}  topics: {:?}  group: {}",
                 c.kafka.brokers, c.kafka.topics, c.kafka.group_id
             );
-            for (k, v) in c.kafka.printable_properties() {
+            for (k, v) in c.kafka.client().printable_properties() {
                 println!("  kafka property {k} = {v}");
             }
             println!(

@@ -109,7 +109,7 @@ pub fn compact(
     opts: &CompactOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<CompactReport, CompactError> {
-    let layout = Layout::open(&cfg.lake)?;
+    let layout = cfg.lake.layout()?;
     let mut report = CompactReport {
         resumed: finish_interrupted(&layout)?,
         ..CompactReport::default()
@@ -139,14 +139,7 @@ pub fn compact(
         .map(|p| p.trim_matches('/'))
         .collect();
     let small = opts.target_bytes.saturating_mul(3) / 4;
-    let props = crate::sink::writer_properties(
-        cfg.lake.compression,
-        &crate::pipeline::output_schema(cfg)
-            .plain_columns()
-            .collect::<Vec<_>>(),
-        &crate::pipeline::config_hash(cfg),
-        &crate::pipeline::parquet_settings(cfg),
-    );
+    let props = cfg.table().props;
     for (dir, partition) in &dirs {
         if !partition.complete || (!wanted.is_empty() && !wanted.contains(dir.as_str())) {
             continue;

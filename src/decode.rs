@@ -13,7 +13,6 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::lake::partition::Partitioning;
 use crate::normalize::FeatureValue;
 
 /// Where the normalization key comes from.
@@ -186,7 +185,7 @@ impl Decoder {
         }
         for &i in &self.spec.partition_fields {
             if let Some(Some(v)) = raw.passthrough.get(i)
-                && !Partitioning::value_fits(v)
+                && !crate::partition_value::fits(v)
             {
                 return Err(Reject::InvalidPartitionValue);
             }

@@ -34,12 +34,7 @@ pub async fn run(lake: &Path, events: u64) -> anyhow::Result<RunSummary> {
         .context("create topic sensors")?;
     println!("1/3  in-process Kafka mock cluster at {brokers}, topic `sensors` with 4 partitions");
 
-    let sent = generate::generate(
-        generator(&brokers, events),
-        Vec::new(),
-        std::future::pending(),
-    )
-    .await?;
+    let sent = generate::generate(generator(&brokers, events), std::future::pending()).await?;
     println!(
         "2/3  generated {} events ({} malformed, {} late on purpose)",
         sent.sent, sent.malformed, sent.late

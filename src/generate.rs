@@ -11,10 +11,11 @@ use crate::telemetry::unix_ms;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+
+use crate::source::KafkaClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -179,7 +180,6 @@ impl Fleet {
 /// Produce until the count or duration is reached or `shutdown` resolves.
 pub async fn generate(
     opts: GenerateOptions,
-    properties: Vec<(String, String)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<GenerateSummary, GenerateError> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -188,25 +188,21 @@ pub async fn generate(
         shutdown.await;
         stop2.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    tokio::task::spawn_blocking(move || produce(&opts, &properties, &stop))
+    tokio::task::spawn_blocking(move || produce(&opts, &stop))
         .await
         .map_err(|e| GenerateError::Thread(e.to_string()))?
 }
 
 fn produce(
     opts: &GenerateOptions,
-    properties: &[(String, String)],
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<GenerateSummary, GenerateError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &opts.brokers)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("enable.idempotence", "false");
-    for (k, v) in properties {
-        cfg.set(k, v);
-    }
-    let producer: ThreadedProducer<Deliveries> = cfg
+    let producer: ThreadedProducer<Deliveries> = KafkaClient::of(&opts.brokers)
+        .config(&[
+            ("linger.ms", "5"),
+            ("queue.buffering.max.messages", "1000000"),
+            ("enable.idempotence", "false"),
+        ])
         .create_with_context(Deliveries::default())
         .map_err(GenerateError::Create)?;
     let mut fleet = Fleet::new(opts);

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::Collector;
-use super::values::is_secret_property;
+use crate::secret::is_secret_property;
 
 /// Replace `${VAR}`, `${VAR:-default}` (default when unset or empty) and `${VAR-default}`
 /// (default when unset) in every string of `table`; `$$` is a literal `$`. A variable that is

@@ -2,13 +2,13 @@
 //! rolled and marked complete.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{ByteSize, Collector, HumanDuration, RESERVED_COLUMNS, Sensitive, defaults};
+use super::{ByteSize, Collector, HumanDuration, RESERVED_COLUMNS, defaults};
 use crate::decode::InputSpec;
 use crate::lake::partition::{PartitionSpecError, Partitioning};
+use crate::lake::store::S3Options;
 
 /// Parquet compression codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,14 @@ pub struct LakeConfig {
     pub compaction: CompactionSection,
     /// Connection settings when `root` is `s3://bucket[/prefix]`.
     #[serde(default)]
-    pub s3: S3Section,
+    pub s3: S3Options,
+}
+
+impl LakeConfig {
+    /// Where the table lives, opened.
+    pub fn layout(&self) -> Result<crate::lake::Layout, crate::lake::LakeError> {
+        crate::lake::Layout::open(&self.root, &self.table, &self.s3)
+    }
 }
 
 /// `[lake.compaction]`: what `normlake compact` aims at.
@@ -119,30 +126,6 @@ impl Default for CompactionSection {
             target_size: defaults::max_bytes(),
         }
     }
-}
-
-/// `[lake.s3]`: an S3-compatible object store (AWS S3, MinIO, …). Every field is optional:
-/// unset ones come from the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
-/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT`,
-/// `AWS_ALLOW_HTTP`), then from the instance's role.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct S3Section {
-    /// `https://host:port` of an S3-compatible server (default: AWS).
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<Sensitive<String>>,
-    /// Allow plain `http://` endpoints (a local MinIO); TLS is required otherwise.
-    #[serde(default)]
-    pub allow_http: bool,
-    /// A PEM file of an extra trusted root certificate (a private CA).
-    pub ca_certificate: Option<PathBuf>,
-    /// `bucket.host` addressing instead of `host/bucket`.
-    #[serde(default)]
-    pub virtual_hosted_style: bool,
-    /// Where files are built before upload (default: the system's temporary directory).
-    pub spool_dir: Option<PathBuf>,
 }
 
 /// `[lake.success_marker]`: `_SUCCESS` in a partition once the lake's watermark has passed it.

@@ -19,20 +19,24 @@ use serde::de::DeserializeOwned;
 use crate::decode::{InputSpec, KeySource, TimeFormat};
 use crate::lake::partition::Partitioning;
 use crate::normalize::{Degenerate, LatePolicy, Plan, TimeMode};
+use crate::source::{KafkaClient, Subscription};
 
 mod interpolate;
 mod lake;
 mod plan;
+mod table;
 mod values;
 
+pub use crate::lake::store::S3Options;
+pub use crate::secret::{Sensitive, is_secret_property};
 pub use interpolate::interpolate;
 pub use lake::{
     Codec, CompactionSection, LakeConfig, ParquetSection, PartitioningSection, RollingConfig,
-    S3Section, StatisticsLevel, SuccessMarkerSection,
+    StatisticsLevel, SuccessMarkerSection,
 };
 use lake::{build_partitioning, validate_lake};
 use plan::build_plan;
-pub use values::{ByteSize, HumanDuration, Sensitive, is_secret_property};
+pub use values::{ByteSize, HumanDuration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,19 +83,21 @@ pub enum DataLoss {
 }
 
 impl KafkaConfig {
-    /// Properties with secrets redacted, for printing.
-    pub fn printable_properties(&self) -> BTreeMap<&str, String> {
-        self.properties
-            .iter()
-            .map(|(k, v)| {
-                let shown = if is_secret_property(k) {
-                    "<redacted>".to_string()
-                } else {
-                    v.expose().clone()
-                };
-                (k.as_str(), shown)
-            })
-            .collect()
+    /// The cluster, as every Kafka client of the job reaches it.
+    pub fn client(&self) -> KafkaClient {
+        KafkaClient {
+            brokers: self.brokers.clone(),
+            properties: self.properties.clone(),
+        }
+    }
+
+    /// What the consumer reads.
+    pub fn subscription(&self) -> Subscription {
+        Subscription {
+            client: self.client(),
+            group_id: self.group_id.clone(),
+            topics: self.topics.clone(),
+        }
     }
 }
 
@@ -273,6 +279,19 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     pub memory: MemoryConfig,
     pub partitioning: Partitioning,
+}
+
+impl Config {
+    /// The cluster of the dead-letter topic: `dead_letter.brokers` or the input's, with
+    /// `dead_letter.properties` or else the input's properties fit for a producer.
+    pub fn dead_letter_client(&self) -> KafkaClient {
+        let d = &self.dead_letter;
+        let inherited = self.kafka.client().for_producer();
+        KafkaClient {
+            brokers: d.brokers.clone().unwrap_or(inherited.brokers),
+            properties: d.properties.clone().unwrap_or(inherited.properties),
+        }
+    }
 }
 
 /// One problem in the configuration, at a field path.

@@ -137,7 +137,8 @@ fn secrets_never_print() {
     let c = Config::from_toml(GOOD, no_env()).unwrap();
     let dbg = format!("{c:?}");
     assert!(!dbg.contains("hunter2"), "{dbg}");
-    let shown = c.kafka.printable_properties();
+    let client = c.kafka.client();
+    let shown = client.printable_properties();
     assert_eq!(shown["sasl.password"], "<redacted>");
     assert_eq!(shown["fetch.queue.backoff.ms"], "20");
 }

@@ -1,6 +1,5 @@
 //! Value types of the configuration: human-readable durations and sizes, and secrets.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -49,39 +48,4 @@ impl<'de> Deserialize<'de> for ByteSize {
                 ))
             })
     }
-}
-
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(transparent)]
-pub struct Sensitive<T>(T);
-
-impl<T> Sensitive<T> {
-    pub fn new(v: T) -> Self {
-        Sensitive(v)
-    }
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Sensitive<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl<T> fmt::Display for Sensitive<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// librdkafka property names whose values are secrets.
-pub fn is_secret_property(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("password")
-        || n.contains("secret")
-        || n.ends_with(".key.pem")
-        || n.contains("sasl.oauthbearer.config")
 }

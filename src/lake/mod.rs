@@ -66,12 +66,9 @@ impl Layout {
         }
     }
 
-    /// The configured lake: a local directory or an `s3://` bucket.
-    pub fn open(lake: &crate::config::LakeConfig) -> Result<Layout, LakeError> {
-        Ok(Layout::with_store(
-            Store::open(&lake.root, &lake.s3)?,
-            &lake.table,
-        ))
+    /// A table under `root`: a local directory, a `file://` URI or an `s3://` bucket.
+    pub fn open(root: &str, table: &str, s3: &store::S3Options) -> Result<Layout, LakeError> {
+        Ok(Layout::with_store(Store::open(root, s3)?, table))
     }
 
     pub fn store(&self) -> &Store {

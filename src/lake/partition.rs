@@ -12,73 +12,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike};
 use chrono_tz::Tz;
 
-/// Hive's name for a null or empty partition value.
-pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
-
-/// The longest escaped partition value accepted (file systems allow 255 bytes per path segment;
-/// the column name and `=` take the rest).
-pub const MAX_VALUE_BYTES: usize = 192;
-
-/// Escape a partition value as Hive does: `"#%'*/:=?\{[]^` DEL and control characters become
-/// `%XX` (NUL too, which a path cannot hold).
-pub fn escape(value: Option<&str>) -> String {
-    let v = match value {
-        None | Some("") => return DEFAULT_PARTITION.to_string(),
-        Some(v) => v,
-    };
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        if needs_escape(c) {
-            let _ = write!(out, "%{:02X}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn needs_escape(c: char) -> bool {
-    matches!(
-        c,
-        '\u{0}'
-            ..='\u{1F}'
-                | '"'
-                | '#'
-                | '%'
-                | '\''
-                | '*'
-                | '/'
-                | ':'
-                | '='
-                | '?'
-                | '\\'
-                | '\u{7F}'
-                | '{'
-                | '['
-                | ']'
-                | '^'
-    )
-}
-
-/// Undo `escape` (for listing partitions).
-pub fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(h) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(h, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::partition_value::{
+    DEFAULT_PARTITION, MAX_VALUE_BYTES, escape, needs_escape, unescape,
+};
 
 /// The finest unit a time pattern distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -301,11 +237,6 @@ impl Partitioning {
     pub fn has_fields(&self) -> bool {
         !self.fields.is_empty()
     }
-
-    /// Whether a value can be a partition value (its escaped form fits a path segment).
-    pub fn value_fits(value: &str) -> bool {
-        escape(Some(value)).len() <= MAX_VALUE_BYTES
-    }
 }
 
 fn is_name(s: &str) -> bool {
@@ -361,8 +292,8 @@ mod tests {
             assert_eq!(unescape(&escape(Some(v))), v);
             assert!(!escape(Some(v)).contains('/'));
         }
-        assert!(Partitioning::value_fits(&"x".repeat(MAX_VALUE_BYTES)));
-        assert!(!Partitioning::value_fits(
+        assert!(crate::partition_value::fits(&"x".repeat(MAX_VALUE_BYTES)));
+        assert!(!crate::partition_value::fits(
             &"/".repeat(MAX_VALUE_BYTES / 3 + 1)
         ));
     }

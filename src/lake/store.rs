@@ -30,8 +30,34 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
 
+use serde::Deserialize;
+
 use super::LakeError;
-use crate::config::S3Section;
+use crate::secret::Sensitive;
+
+/// `[lake.s3]`: an S3-compatible object store (AWS S3, MinIO, …). Every field is optional:
+/// unset ones come from the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT`,
+/// `AWS_ALLOW_HTTP`), then from the instance's role.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct S3Options {
+    /// `https://host:port` of an S3-compatible server (default: AWS).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Sensitive<String>>,
+    /// Allow plain `http://` endpoints (a local MinIO); TLS is required otherwise.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// A PEM file of an extra trusted root certificate (a private CA).
+    pub ca_certificate: Option<PathBuf>,
+    /// `bucket.host` addressing instead of `host/bucket`.
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// Where files are built before upload (default: the system's temporary directory).
+    pub spool_dir: Option<PathBuf>,
+}
 
 /// A lake root. Cheap to clone.
 #[derive(Clone)]
@@ -113,7 +139,7 @@ impl Store {
     /// The store a configured root names: `s3://bucket[/prefix]` is an S3-compatible bucket
     /// (settings from `[lake.s3]`, then the standard `AWS_*` environment variables);
     /// anything else is a local directory.
-    pub fn open(root: &str, s3: &S3Section) -> Result<Store, LakeError> {
+    pub fn open(root: &str, s3: &S3Options) -> Result<Store, LakeError> {
         let Some(rest) = root.strip_prefix("s3://") else {
             return Ok(Store::local(root));
         };
@@ -535,11 +561,11 @@ mod tests {
     fn an_s3_root_names_bucket_and_prefix_and_hive_escapes_survive() {
         let s = Store::open(
             "s3://lake/warehouse/",
-            &S3Section {
+            &S3Options {
                 endpoint: Some("http://127.0.0.1:1".into()),
                 region: Some("us-east-1".into()),
                 allow_http: true,
-                ..S3Section::default()
+                ..S3Options::default()
             },
         )
         .unwrap();

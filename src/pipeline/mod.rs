@@ -17,14 +17,11 @@
 mod budget;
 mod checkpoint;
 mod markers;
-mod output;
 mod ownership;
 mod progress;
 mod roll;
 #[cfg(test)]
 mod tests;
-
-pub use output::{config_hash, output_schema, parquet_settings};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -33,16 +30,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, sync_channel};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, DataLoss, DeadLetterDestination, MemoryConfig, OffsetReset};
+use crate::config::{Config, DataLoss, MemoryConfig, OffsetReset};
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::decode::{Decoder, Reject};
 use crate::lake::Layout;
 use crate::lake::commit::CommitError;
 use crate::normalize::{Engine, Event};
-use crate::sink::{
-    DeadLetter, DeadLetterSink, LakeDeadLetters, OutRows, RollingPolicy, RowMeta, Sink, SinkError,
-    writer_properties,
-};
-use crate::source::dead_letter::KafkaDeadLetters;
+use crate::sink::{OutRows, RowMeta, Sink, SinkError};
 use crate::source::{
     self, CommitRequest, PartitionId, RawRecord, Seeked, SourceError, SourceEvent,
 };
@@ -136,7 +130,7 @@ pub async fn run(
     let (seeked_tx, seeked_rx) = std::sync::mpsc::channel::<Seeked>();
     let stop = Arc::new(AtomicBool::new(false));
     let source = source::spawn(
-        &cfg.kafka,
+        &cfg.kafka.subscription(),
         opts.until_end,
         source::Links {
             to_processor: tx,
@@ -281,46 +275,10 @@ impl Processor {
     ) -> Result<Processor, PipelineError> {
         let engine = Engine::new(cfg.plan.clone());
         let shape = Shape::of(cfg, &engine);
-        let schema = Arc::new(output_schema(cfg));
-        let plain: Vec<&str> = schema.plain_columns().collect();
-        let hash = config_hash(cfg);
-        let props = writer_properties(cfg.lake.compression, &plain, &hash, &parquet_settings(cfg));
-        let layout = Layout::open(&cfg.lake)?;
-        let dead: Box<dyn DeadLetterSink> = match cfg.dead_letter.destination {
-            DeadLetterDestination::Lake => {
-                Box::new(LakeDeadLetters::new(layout.clone(), props.clone()))
-            }
-            DeadLetterDestination::Kafka => {
-                let d = &cfg.dead_letter;
-                let inherited;
-                let properties = match &d.properties {
-                    Some(p) => p,
-                    None => {
-                        inherited = KafkaDeadLetters::inherited_properties(&cfg.kafka);
-                        &inherited
-                    }
-                };
-                Box::new(KafkaDeadLetters::new(
-                    d.topic.as_deref().unwrap_or_default(),
-                    d.brokers.as_deref().unwrap_or(&cfg.kafka.brokers),
-                    properties,
-                    metrics.clone(),
-                )?)
-            }
-        };
-        let sink = Sink::new(
-            layout.clone(),
-            schema.clone(),
-            props,
-            RollingPolicy {
-                max_rows: cfg.lake.rolling.max_rows,
-                max_bytes: cfg.lake.rolling.max_bytes.0,
-                max_age: cfg.lake.rolling.max_age.0,
-                inactivity: cfg.lake.rolling.inactivity.0,
-                max_open_files: cfg.lake.rolling.max_open_files,
-            },
-            cfg.partitioning.clone(),
-        );
+        let table = cfg.table();
+        let layout = cfg.lake.layout()?;
+        let dead = crate::dead_letter::open(cfg, &layout, &table.props, &metrics)?;
+        let sink = Sink::new(layout.clone(), &table);
         Ok(Processor {
             decoder: Decoder::new(cfg.input.clone()),
             dead,

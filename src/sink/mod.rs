@@ -8,8 +8,8 @@
 //! partition, the smallest offset it still holds unpublished. It knows nothing of Kafka: a
 //! "stream" is a name and a partition a number.
 
-pub mod dead_letter;
 pub mod rows;
+mod table;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -19,16 +19,15 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, UInt32Array};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::config::Codec;
 use crate::lake::partition::Partitioning;
 use crate::lake::{LakeError, Layout, PendingFile};
-pub use dead_letter::{DeadLetter, DeadLetterSink, LakeDeadLetters, dead_letter_schema};
 pub use rows::{OutRows, OutputSchema, RowMeta};
+pub use table::Table;
 
 /// Failures of the sink, with the file they concern.
 #[derive(Debug, thiserror::Error)]
@@ -155,17 +154,11 @@ pub struct ParquetSettings {
 /// costs) unless configured, and the writer's version and
 /// configuration hash in the key-value metadata.
 pub fn writer_properties(
-    codec: Codec,
+    compression: Compression,
     plain_columns: &[&str],
     config_hash: &str,
     settings: &ParquetSettings,
 ) -> WriterProperties {
-    let compression = match codec {
-        Codec::Zstd(l) => Compression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default()),
-        Codec::Snappy => Compression::SNAPPY,
-        Codec::Lz4 => Compression::LZ4_RAW,
-        Codec::Uncompressed => Compression::UNCOMPRESSED,
-    };
     let mut b = WriterProperties::builder()
         .set_compression(compression)
         .set_statistics_enabled(settings.statistics)
@@ -189,19 +182,14 @@ pub fn writer_properties(
 }
 
 impl Sink {
-    pub fn new(
-        layout: Layout,
-        schema: Arc<OutputSchema>,
-        props: WriterProperties,
-        policy: RollingPolicy,
-        partitioning: Partitioning,
-    ) -> Sink {
+    /// A sink writing `table` into `layout`.
+    pub fn new(layout: Layout, table: &Table) -> Sink {
         Sink {
             layout,
-            schema,
-            props,
-            policy,
-            partitioning,
+            schema: table.schema.clone(),
+            props: table.props.clone(),
+            policy: table.rolling,
+            partitioning: table.partitioning.clone(),
             open: HashMap::new(),
         }
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::dead_letter::{DeadLetter, DeadLetterSink, LakeDeadLetters};
 use crate::normalize::{Event, FeatureValue};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -56,22 +57,37 @@ fn rows(rows: &[(i64, i64)]) -> OutRows {
     out
 }
 
+fn zstd3() -> Compression {
+    Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3).unwrap())
+}
+
+fn table(schema: Arc<OutputSchema>, props: WriterProperties, rolling: RollingPolicy) -> Table {
+    Table {
+        name: "t".into(),
+        schema,
+        props,
+        partitioning: crate::lake::partition::Partitioning::default(),
+        rolling,
+    }
+}
+
 fn sink(dir: &std::path::Path, max_rows: usize) -> Sink {
     let s = schema();
     let plain: Vec<&str> = s.plain_columns().collect();
-    let props = writer_properties(Codec::Zstd(3), &plain, "h", &ParquetSettings::default());
+    let props = writer_properties(zstd3(), &plain, "h", &ParquetSettings::default());
     Sink::new(
         Layout::new(dir.to_str().unwrap(), "t"),
-        s.clone(),
-        props,
-        RollingPolicy {
-            max_rows,
-            max_bytes: 1 << 30,
-            max_age: Duration::from_secs(60),
-            inactivity: Duration::from_secs(10),
-            max_open_files: 3,
-        },
-        crate::lake::partition::Partitioning::default(),
+        &table(
+            s.clone(),
+            props,
+            RollingPolicy {
+                max_rows,
+                max_bytes: 1 << 30,
+                max_age: Duration::from_secs(60),
+                inactivity: Duration::from_secs(10),
+                max_open_files: 3,
+            },
+        ),
     )
 }
 
@@ -88,7 +104,7 @@ fn rows_split_by_hour_and_roll_into_named_files() {
     let layout = Layout::new(dir.path().to_str().unwrap(), "t");
     let mut dead = LakeDeadLetters::new(
         layout,
-        writer_properties(Codec::Zstd(3), &[], "h", &ParquetSettings::default()),
+        writer_properties(zstd3(), &[], "h", &ParquetSettings::default()),
     );
     let letter = DeadLetter {
         offset: 9,
@@ -249,19 +265,20 @@ fn parquet_settings_reach_the_file() {
         dictionary: vec![("key".into(), false), ("v".into(), true)],
         statistics: EnabledStatistics::Page,
     };
-    let props = writer_properties(Codec::Snappy, &plain, "cafe", &settings);
+    let props = writer_properties(Compression::SNAPPY, &plain, "cafe", &settings);
     let mut sink = Sink::new(
         Layout::new(dir.path().to_str().unwrap(), "t"),
-        s.clone(),
-        props,
-        RollingPolicy {
-            max_rows: 1000,
-            max_bytes: 1 << 30,
-            max_age: Duration::from_secs(60),
-            inactivity: Duration::from_secs(60),
-            max_open_files: 10,
-        },
-        crate::lake::partition::Partitioning::default(),
+        &table(
+            s.clone(),
+            props,
+            RollingPolicy {
+                max_rows: 1000,
+                max_bytes: 1 << 30,
+                max_age: Duration::from_secs(60),
+                inactivity: Duration::from_secs(60),
+                max_open_files: 10,
+            },
+        ),
     );
     let stream: Arc<str> = "t".into();
     sink.append(

@@ -17,7 +17,9 @@
 //! In bounded mode (`--until-end`) it assigns itself every partition up to the high watermark
 //! seen at start, then sends `SourceEvent::End`.
 
-pub mod dead_letter;
+mod client;
+
+pub use client::KafkaClient;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +37,6 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
-use crate::config::KafkaConfig;
 use crate::telemetry::Metrics;
 
 /// Failures talking to Kafka, with what was being done.
@@ -301,9 +302,17 @@ impl ConsumerContext for SourceContext {
     }
 }
 
-/// The client configuration normlake uses, user properties applied last. `input_bytes` is the
-/// memory budget's share for prefetched messages.
-pub fn client_config(cfg: &KafkaConfig, input_bytes: u64) -> ClientConfig {
+/// What the consumer reads: the cluster, the group and the topics.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub client: KafkaClient,
+    pub group_id: String,
+    pub topics: Vec<String>,
+}
+
+/// The consumer configuration normlake uses, user properties applied last. `input_bytes` is
+/// the memory budget's share for prefetched messages.
+pub fn consumer_config(sub: &Subscription, input_bytes: u64) -> ClientConfig {
     // A quarter each for librdkafka's prefetch queue (bytes, and a message count at about 512
     // bytes a message with librdkafka's own overhead: it would otherwise keep 100,000 per
     // partition whatever their size), for a fetch response in flight, for the chunks on their
@@ -311,27 +320,28 @@ pub fn client_config(cfg: &KafkaConfig, input_bytes: u64) -> ClientConfig {
     let queue_kb = (input_bytes / 4 / 1024).clamp(1024, 65536);
     let queue_messages = (input_bytes / 4 / 512).clamp(1000, 100_000);
     let fetch = (input_bytes / 4).clamp(1 << 20, 50 << 20);
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+    let (queue_kb, queue_messages, fetch) = (
+        queue_kb.to_string(),
+        queue_messages.to_string(),
+        fetch.to_string(),
+    );
+    sub.client.config(&[
+        ("group.id", &sub.group_id),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
         // librdkafka ≥ 2.4 backs a partition off for 1 s whenever its fetch queue is full,
         // which stalls a fast consumer (librdkafka issue 3662).
-        .set("fetch.queue.backoff.ms", "10")
+        ("fetch.queue.backoff.ms", "10"),
         // A quiet topic answers a fetch only after this wait (librdkafka's default is 500 ms,
         // half a second of latency to the lake for nothing).
-        .set("fetch.wait.max.ms", "100")
-        .set("queued.max.messages.kbytes", queue_kb.to_string())
-        .set("fetch.max.bytes", fetch.to_string())
-        .set("queued.min.messages", queue_messages.to_string())
+        ("fetch.wait.max.ms", "100"),
+        ("queued.max.messages.kbytes", &queue_kb),
+        ("fetch.max.bytes", &fetch),
+        ("queued.min.messages", &queue_messages),
         // Feeds the consumer-lag metric (see `SourceContext::stats`).
-        .set("statistics.interval.ms", "5000");
-    for (k, v) in &cfg.properties {
-        c.set(k, v.expose());
-    }
-    c
+        ("statistics.interval.ms", "5000"),
+    ])
 }
 
 const CHUNK: usize = 2048;
@@ -354,7 +364,7 @@ pub struct Links {
 
 /// Start the source thread.
 pub fn spawn(
-    cfg: &KafkaConfig,
+    sub: &Subscription,
     bounded: bool,
     links: Links,
     metrics: Metrics,
@@ -366,14 +376,14 @@ pub fn spawn(
         seeked,
         stop,
     } = links;
-    let consumer: Kafka = client_config(cfg, input_bytes)
+    let consumer: Kafka = consumer_config(sub, input_bytes)
         .create_with_context(SourceContext {
             to_processor: to_processor.clone(),
             metrics,
             generation: Arc::new(AtomicU64::new(0)),
         })
         .map_err(SourceError::Create)?;
-    let topics = cfg.topics.clone();
+    let topics = sub.topics.clone();
     std::thread::Builder::new()
         .name("normlake-source".into())
         .spawn(move || {

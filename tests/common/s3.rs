@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use normlake::config::{S3Section, Sensitive};
+use normlake::config::{S3Options, Sensitive};
 use normlake::lake::Store;
 
 use super::broker::free_port;
@@ -107,15 +107,15 @@ impl S3Server {
         ]
     }
 
-    pub fn section(&self) -> S3Section {
-        S3Section {
+    pub fn section(&self) -> S3Options {
+        S3Options {
             endpoint: Some(self.endpoint()),
             region: Some("us-east-1".into()),
             allow_http: true,
             access_key_id: Some(ACCESS_KEY.into()),
             secret_access_key: Some(Sensitive::new(SECRET_KEY.into())),
             spool_dir: Some(self.spool.path().to_path_buf()),
-            ..S3Section::default()
+            ..S3Options::default()
         }
     }
 

@@ -13,17 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use crate::config::{KafkaConfig, Sensitive};
-use crate::sink::dead_letter::Held;
-use crate::sink::{DeadLetter, DeadLetterSink, Sealed, SinkError};
+use super::{DeadLetter, DeadLetterSink, Held};
+use crate::sink::{Sealed, SinkError};
+use crate::source::{KafkaClient, SourceError};
 use crate::telemetry::Metrics;
-
-use super::SourceError;
 
 /// Collects the indexes of letters whose delivery failed.
 #[derive(Default)]
@@ -58,25 +55,18 @@ pub struct KafkaDeadLetters {
 }
 
 impl KafkaDeadLetters {
-    /// A producer for `topic` on `brokers` with `properties` (normlake's settings first, the
-    /// user's applied over them).
-    pub fn new(
-        topic: &str,
-        brokers: &str,
-        properties: &std::collections::BTreeMap<String, Sensitive<String>>,
-        metrics: Metrics,
-    ) -> Result<Self, SourceError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("acks", "all")
-            // A broker that does not answer fails a delivery after this long; the roll then
-            // retries it itself, with a back-off and a log line, rather than waiting silently.
-            .set("message.timeout.ms", "30000")
-            .set("linger.ms", "5");
-        for (k, v) in properties {
-            c.set(k, v.expose());
-        }
-        let producer = c
+    /// A producer for `topic` on the cluster `client` names (normlake's settings first, the
+    /// user's properties applied over them).
+    pub fn new(topic: &str, client: &KafkaClient, metrics: Metrics) -> Result<Self, SourceError> {
+        let producer = client
+            .config(&[
+                ("acks", "all"),
+                // A broker that does not answer fails a delivery after this long; the roll
+                // then retries it itself, with a back-off and a log line, rather than
+                // waiting silently.
+                ("message.timeout.ms", "30000"),
+                ("linger.ms", "5"),
+            ])
             .create_with_context(Deliveries::default())
             .map_err(SourceError::Create)?;
         Ok(KafkaDeadLetters {
@@ -85,28 +75,6 @@ impl KafkaDeadLetters {
             held: Held::default(),
             metrics,
         })
-    }
-
-    /// Producer properties inherited from the consumer: everything but consumer-only settings.
-    pub fn inherited_properties(
-        k: &KafkaConfig,
-    ) -> std::collections::BTreeMap<String, Sensitive<String>> {
-        k.properties
-            .iter()
-            .filter(|(name, _)| {
-                // Settings of the consumer or the group, which a producer rejects or ignores.
-                !(name.starts_with("session.")
-                    || name.starts_with("heartbeat.")
-                    || name.starts_with("fetch.")
-                    || name.starts_with("group.")
-                    || name.starts_with("max.poll.")
-                    || name.starts_with("auto.")
-                    || name.starts_with("partition.assignment")
-                    || name.starts_with("queued.")
-                    || name.starts_with("isolation."))
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
     }
 
     fn enqueue(
