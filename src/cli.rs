@@ -149,81 +149,24 @@ pub async fn shutdown_signal() {
 
 /// Run one command; the exit code says how it went (2: bad configuration).
 pub async fn main(cli: Cli) -> ExitCode {
-    match cli.command {
+    let done = match cli.command {
         Command::ValidateConfig { config, file } => match file.or(config) {
-            Some(path) => validate(&path),
-            None => {
-                eprintln!("validate-config needs a file: -c FILE, NORMLAKE_CONFIG or FILE");
-                ExitCode::from(2)
-            }
+            Some(path) => return validate(&path),
+            None => Err(Failed::Usage(
+                "validate-config needs a file: -c FILE, NORMLAKE_CONFIG or FILE".into(),
+            )),
         },
         Command::Ddl {
             config,
             location,
             dialect,
             schema,
-        } => match Config::load(&config) {
-            Ok(c) => match match dialect {
-                Dialect::Hive => ddl(&c, location),
-                Dialect::Trino => trino_ddl(&c, &schema, location),
-            } {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("cannot list the table's partitions: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        } => print_ddl(&config, location, dialect, &schema),
         Command::Compact {
             config,
             partition,
             target_size,
-        } => match Config::load(&config) {
-            Ok(c) => {
-                let opts = crate::compact::CompactOptions {
-                    target_bytes: target_size.unwrap_or(c.lake.compaction.target_size.0),
-                    partitions: partition,
-                };
-                let done = tokio::task::spawn_blocking(move || {
-                    crate::compact::compact(&c, &opts, |line| tracing::info!("{line}"))
-                })
-                .await;
-                match done {
-                    Ok(Ok(r)) => {
-                        println!(
-                            "compacted {} partitions: {} files ({} bytes) into {} ({} bytes), {} rows; {} interrupted merges finished",
-                            r.partitions,
-                            r.files_in,
-                            r.bytes_in,
-                            r.files_out,
-                            r.bytes_out,
-                            r.rows,
-                            r.resumed
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Ok(Err(e)) => {
-                        eprintln!("compaction failed: {e}");
-                        ExitCode::FAILURE
-                    }
-                    Err(e) => {
-                        eprintln!("compaction failed: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        } => compact(&config, partition, target_size).await,
         Command::Run {
             config,
             until_end,
@@ -231,65 +174,139 @@ pub async fn main(cli: Cli) -> ExitCode {
             shutdown_grace,
             metrics_listen,
         } => {
-            let cfg = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
-            // Secrets are `Sensitive`: this dump shows `<redacted>` in their place.
-            tracing::debug!(config = ?cfg, "configuration loaded");
-            let metrics = Metrics::new();
-            if let Listen::On(addr) = metrics_listen {
-                let listener = match server::bind(addr).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::from(2);
-                    }
-                };
-                let bound = listener.local_addr().map_or(addr, |a| a);
-                tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
-                tokio::spawn(server::serve(listener, metrics.clone()));
-            }
-            let opts = RunOptions {
+            let opts = RunArgs {
                 until_end,
                 progress_every,
                 shutdown_grace,
-                metrics,
+                metrics_listen,
             };
-            match pipeline::run(cfg, opts, shutdown_signal()).await {
-                Ok(s) => {
-                    print!("{s}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "run failed");
-                    ExitCode::FAILURE
-                }
-            }
+            run(&config, opts).await
         }
-        Command::Generate(opts) => match generate::generate(opts, shutdown_signal()).await {
-            Ok(s) => {
-                println!(
-                    "sent {} events ({} malformed, {} late)",
-                    s.sent, s.malformed, s.late
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "generate failed");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Demo { lake, events } => match crate::demo::run(&lake, events).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("demo failed: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Generate(opts) => generate(opts).await,
+        Command::Demo { lake, events } => crate::demo::run(&lake, events)
+            .await
+            .map(|_| ())
+            .map_err(|e| Failed::Run(format!("demo failed: {e:#}"))),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failed::Usage(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+        Err(Failed::Run(message)) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+        Err(Failed::Logged) => ExitCode::FAILURE,
+    }
+}
+
+/// Why a command failed: how it was called (exit 2), or what it did (exit 1; `Logged`: the
+/// log already says why).
+enum Failed {
+    Usage(String),
+    Run(String),
+    Logged,
+}
+
+/// The configuration, or every error in it (exit 2).
+fn load(path: &Path) -> Result<Config, Failed> {
+    Config::load(path).map_err(|e| Failed::Usage(e.to_string()))
+}
+
+fn print_ddl(
+    config: &Path,
+    location: Option<String>,
+    dialect: Dialect,
+    schema: &str,
+) -> Result<(), Failed> {
+    let c = load(config)?;
+    let text = match dialect {
+        Dialect::Hive => ddl(&c, location),
+        Dialect::Trino => trino_ddl(&c, schema, location),
+    }
+    .map_err(|e| Failed::Run(format!("cannot list the table's partitions: {e}")))?;
+    print!("{text}");
+    Ok(())
+}
+
+async fn compact(
+    config: &Path,
+    partitions: Vec<String>,
+    target_size: Option<u64>,
+) -> Result<(), Failed> {
+    let c = load(config)?;
+    let opts = crate::compact::CompactOptions {
+        target_bytes: target_size.unwrap_or(c.lake.compaction.target_size.0),
+        partitions,
+    };
+    let r = tokio::task::spawn_blocking(move || {
+        crate::compact::compact(&c, &opts, |line| tracing::info!("{line}"))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()))
+    .map_err(|e| Failed::Run(format!("compaction failed: {e}")))?;
+    println!(
+        "compacted {} partitions: {} files ({} bytes) into {} ({} bytes), {} rows; {} interrupted merges finished",
+        r.partitions, r.files_in, r.bytes_in, r.files_out, r.bytes_out, r.rows, r.resumed
+    );
+    Ok(())
+}
+
+/// The runtime knobs of `run`.
+struct RunArgs {
+    until_end: bool,
+    progress_every: Duration,
+    shutdown_grace: Duration,
+    metrics_listen: Listen,
+}
+
+async fn run(config: &Path, args: RunArgs) -> Result<(), Failed> {
+    let cfg = load(config)?;
+    // Secrets are `Sensitive`: this dump shows `<redacted>` in their place.
+    tracing::debug!(config = ?cfg, "configuration loaded");
+    let metrics = Metrics::new();
+    if let Listen::On(addr) = args.metrics_listen {
+        let listener = server::bind(addr)
+            .await
+            .map_err(|e| Failed::Usage(e.to_string()))?;
+        let bound = listener.local_addr().map_or(addr, |a| a);
+        tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+        tokio::spawn(server::serve(listener, metrics.clone()));
+    }
+    let opts = RunOptions {
+        until_end: args.until_end,
+        progress_every: args.progress_every,
+        shutdown_grace: args.shutdown_grace,
+        metrics,
+    };
+    match pipeline::run(cfg, opts, shutdown_signal()).await {
+        Ok(s) => {
+            print!("{s}");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "run failed");
+            Err(Failed::Logged)
+        }
+    }
+}
+
+async fn generate(opts: GenerateOptions) -> Result<(), Failed> {
+    match generate::generate(opts, shutdown_signal()).await {
+        Ok(s) => {
+            println!(
+                "sent {} events ({} malformed, {} late)",
+                s.sent, s.malformed, s.late
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "generate failed");
+            Err(Failed::Logged)
+        }
     }
 }
 

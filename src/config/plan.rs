@@ -127,58 +127,80 @@ fn build_norm(
     c: &mut Collector,
 ) -> Option<NormSpec> {
     let features = feature_indexes(&input.features, &n.features, &at("features"), c);
-    let size = |c: &mut Collector| match n.size {
-        Some(d) if d.millis() > 0 => Some(d.millis()),
+    let window = build_window(n, at, c);
+    let method = build_method(n, at, c);
+    let min_count = n.min_count.unwrap_or_else(|| defaults::min_count(n.ddof));
+    if min_count < n.ddof as u64 + 1 || min_count == 0 {
+        c.err(
+            at("min_count"),
+            format!("must be at least ddof + 1 = {}", n.ddof + 1),
+        );
+    }
+    check_window_fits_method(n, &method, at, c);
+    Some(NormSpec {
+        name: n.name.clone(),
+        method,
+        window: window?,
+        include_current: n.include_current,
+        min_count,
+        degenerate: n.degenerate,
+        features,
+    })
+}
+
+/// A window's parameter: the value when `valid`, else "must …", else "is required for …".
+fn parameter<T: Copy>(
+    value: Option<T>,
+    valid: impl Fn(T) -> bool,
+    (field, must, window): (String, &str, &str),
+    c: &mut Collector,
+) -> Option<T> {
+    match value {
+        Some(v) if valid(v) => Some(v),
         Some(_) => {
-            c.err(at("size"), "must be longer than zero");
+            c.err(field, must);
             None
         }
         None => {
-            c.err(at("size"), format!("is required for window {:?}", n.window));
+            c.err(field, format!("is required for window {window}"));
             None
         }
+    }
+}
+
+fn build_window(
+    n: &NormalizeSection,
+    at: &dyn Fn(&str) -> String,
+    c: &mut Collector,
+) -> Option<Window> {
+    let name = format!("{:?}", n.window);
+    let size = |c: &mut Collector| {
+        let must = (at("size"), "must be longer than zero", name.as_str());
+        parameter(n.size.map(|d| d.millis()), |ms| ms > 0, must, c)
     };
-    let window = match n.window {
+    match n.window {
         WindowName::Expanding => Some(Window::Expanding),
         WindowName::SlidingTime => size(c).map(|size_ms| Window::SlidingTime { size_ms }),
         WindowName::Tumbling => size(c).map(|size_ms| Window::Tumbling { size_ms }),
         WindowName::TumblingPrevious => size(c).map(|size_ms| Window::TumblingPrevious { size_ms }),
-        WindowName::SlidingCount => match n.count {
-            Some(count) if count > 0 => Some(Window::SlidingCount { count }),
-            Some(_) => {
-                c.err(at("count"), "must be at least 1");
-                None
-            }
-            None => {
-                c.err(at("count"), "is required for window sliding_count");
-                None
-            }
-        },
-        WindowName::Ewm => match n.alpha {
-            Some(alpha) if alpha > 0.0 && alpha <= 1.0 => Some(Window::Ewm { alpha }),
-            Some(_) => {
-                c.err(at("alpha"), "must be in (0, 1]");
-                None
-            }
-            None => {
-                c.err(at("alpha"), "is required for window ewm");
-                None
-            }
-        },
-        WindowName::EwmTime => match n.halflife {
-            Some(h) if h.millis() > 0 => Some(Window::EwmTime {
-                halflife_ms: h.millis(),
-            }),
-            Some(_) => {
-                c.err(at("halflife"), "must be longer than zero");
-                None
-            }
-            None => {
-                c.err(at("halflife"), "is required for window ewm_time");
-                None
-            }
-        },
-    };
+        WindowName::SlidingCount => {
+            let must = (at("count"), "must be at least 1", "sliding_count");
+            parameter(n.count, |count| count > 0, must, c)
+                .map(|count| Window::SlidingCount { count })
+        }
+        WindowName::Ewm => {
+            let must = (at("alpha"), "must be in (0, 1]", "ewm");
+            parameter(n.alpha, |a| a > 0.0 && a <= 1.0, must, c).map(|alpha| Window::Ewm { alpha })
+        }
+        WindowName::EwmTime => {
+            let must = (at("halflife"), "must be longer than zero", "ewm_time");
+            parameter(n.halflife.map(|h| h.millis()), |ms| ms > 0, must, c)
+                .map(|halflife_ms| Window::EwmTime { halflife_ms })
+        }
+    }
+}
+
+fn build_method(n: &NormalizeSection, at: &dyn Fn(&str) -> String, c: &mut Collector) -> Method {
     let method = match n.method {
         MethodName::Zscore => {
             if !(n.eps >= 0.0 && n.eps.is_finite()) {
@@ -211,15 +233,17 @@ fn build_norm(
     if n.method != MethodName::Zscore && (n.ddof != 0 || n.eps != 0.0) {
         c.err(at("method"), "ddof and eps apply to zscore only");
     }
-    let min_count = n.min_count.unwrap_or_else(|| defaults::min_count(n.ddof));
-    if min_count < n.ddof as u64 + 1 || min_count == 0 {
-        c.err(
-            at("min_count"),
-            format!("must be at least ddof + 1 = {}", n.ddof + 1),
-        );
-    }
-    // Compatibility is judged on the window's kind, so it is reported even when its size or
-    // parameter is also wrong.
+    method
+}
+
+/// Compatibility is judged on the window's kind, so it is reported even when its size or
+/// parameter is also wrong.
+fn check_window_fits_method(
+    n: &NormalizeSection,
+    method: &Method,
+    at: &dyn Fn(&str) -> String,
+    c: &mut Collector,
+) {
     let ew = matches!(n.window, WindowName::Ewm | WindowName::EwmTime);
     let bounded = matches!(
         n.window,
@@ -246,14 +270,4 @@ fn build_norm(
             "does not apply to tumbling_previous (it sees the previous bucket only)",
         );
     }
-    let window = window?;
-    Some(NormSpec {
-        name: n.name.clone(),
-        method,
-        window,
-        include_current: n.include_current,
-        min_count,
-        degenerate: n.degenerate,
-        features,
-    })
 }

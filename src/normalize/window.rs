@@ -475,33 +475,12 @@ impl Accumulator {
                 |r| running_cs(r, method),
             ),
             Accumulator::Bounded(b) => {
-                match window {
-                    Window::SlidingTime { size_ms } => {
-                        let keep_above = newest_ts.saturating_sub(*size_ms + max_disorder_ms);
-                        b.advance(t.saturating_sub(*size_ms), keep_above);
-                    }
-                    Window::Tumbling { size_ms } => {
-                        let lo = bucket_start(t, *size_ms) - 1;
-                        let newest_lo = bucket_start(newest_ts, *size_ms) - 1;
-                        b.advance(lo, newest_lo.saturating_sub(max_disorder_ms));
-                    }
-                    _ => {}
-                }
-                let count = match window {
-                    Window::SlidingCount { count } => Some(*count),
-                    _ => None,
+                let at = Arrival {
+                    t,
+                    newest_ts,
+                    max_disorder_ms,
                 };
-                let add = |b: &mut Bounded, x: f64| {
-                    let it = Item { ts: t, x };
-                    match count {
-                        Some(c) => {
-                            b.push_back(it);
-                            b.truncate_to(c);
-                        }
-                        None => b.insert_by_time(it),
-                    }
-                };
-                learn_predict(include_current, x, b, add, |b| b.center_scale(method))
+                observe_bounded(b, spec, at, x)
             }
             Accumulator::TumblingPrevious {
                 bucket,
@@ -512,31 +491,16 @@ impl Accumulator {
                     Window::TumblingPrevious { size_ms } => *size_ms,
                     _ => 1,
                 };
-                let b = bucket_start(t, size);
-                if b > *bucket {
-                    let need = match current {
-                        Bag::Order(_) => Need::Order,
-                        Bag::Running(_) => Need::Moments,
-                    };
-                    let old = std::mem::replace(current, Bag::new(need));
-                    *previous = if *bucket != i64::MIN && b - *bucket == size {
-                        Some(old)
-                    } else {
-                        None
-                    };
-                    *bucket = b;
-                }
-                let cs = if b == *bucket {
-                    previous
-                        .as_ref()
-                        .map(|p| p.center_scale(method))
-                        .unwrap_or(CenterScale::empty(0))
-                } else {
-                    // An out-of-order event (processing time) for an older bucket.
-                    CenterScale::empty(0)
-                };
+                let cs = roll_bucket(
+                    bucket,
+                    current,
+                    previous,
+                    bucket_start(t, size),
+                    size,
+                    method,
+                );
                 if let Some(x) = x
-                    && b == *bucket
+                    && bucket_start(t, size) == *bucket
                 {
                     current.add(x);
                 }
@@ -547,53 +511,22 @@ impl Accumulator {
                     Window::Ewm { alpha } => *alpha,
                     _ => 1.0,
                 };
-                let update = |e: &mut Ewm, x: f64| {
-                    if e.n == 0 {
-                        *e = Ewm {
-                            n: 1,
-                            mean: x,
-                            var: 0.0,
-                        };
-                    } else {
-                        let d = x - e.mean;
-                        e.mean += alpha * d;
-                        e.var = (1.0 - alpha) * (e.var + d * alpha * d);
-                        e.n += 1;
-                    }
-                };
-                learn_predict(include_current, x, e, update, |e| {
-                    ew_cs(e.n, e.mean, e.var, method)
-                })
+                learn_predict(
+                    include_current,
+                    x,
+                    e,
+                    |e, x| e.update(alpha, x),
+                    |e| ew_cs(e.n, e.mean, e.var, method),
+                )
             }
             Accumulator::EwmTime(e) => {
                 let h = match window {
                     Window::EwmTime { halflife_ms } => *halflife_ms,
                     _ => 1,
                 };
-                let update = |e: &mut EwmTime, x: f64| {
-                    if e.n == 0 {
-                        *e = EwmTime {
-                            n: 1,
-                            last_ts: t,
-                            weight: 1.0,
-                            mean: x,
-                            s: 0.0,
-                        };
-                        return;
-                    }
-                    // Out-of-order timestamps (processing time) count as simultaneous.
-                    let d = memo.decay((t - e.last_ts).max(0), h);
-                    e.weight = d * e.weight + 1.0;
-                    e.s *= d;
-                    let m_new = e.mean + (x - e.mean) / e.weight;
-                    e.s += (x - e.mean) * (x - m_new);
-                    e.mean = m_new;
-                    e.last_ts = e.last_ts.max(t);
-                    e.n += 1;
-                };
+                let update = |e: &mut EwmTime, x: f64| e.update(t, x, h, memo);
                 learn_predict(include_current, x, e, update, |e| {
-                    let var = if e.weight > 0.0 { e.s / e.weight } else { 0.0 };
-                    ew_cs(e.n, e.mean, var, method)
+                    ew_cs(e.n, e.mean, e.variance(), method)
                 })
             }
         }
@@ -647,6 +580,138 @@ impl Accumulator {
                 0,
             ),
             _ => (0, 0),
+        }
+    }
+}
+
+/// When an event arrives: its time, the key's newest event time, and how far behind that
+/// values are kept (processing time).
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    t: i64,
+    newest_ts: i64,
+    max_disorder_ms: i64,
+}
+
+/// A window of the values themselves (sliding by time or count, tumbling): evict what has
+/// left it, then learn and predict.
+fn observe_bounded(b: &mut Bounded, spec: &NormSpec, at: Arrival, x: Option<f64>) -> CenterScale {
+    let Arrival {
+        t,
+        newest_ts,
+        max_disorder_ms,
+    } = at;
+    match spec.window {
+        Window::SlidingTime { size_ms } => {
+            let keep_above = newest_ts.saturating_sub(size_ms + max_disorder_ms);
+            b.advance(t.saturating_sub(size_ms), keep_above);
+        }
+        Window::Tumbling { size_ms } => {
+            let lo = bucket_start(t, size_ms) - 1;
+            let newest_lo = bucket_start(newest_ts, size_ms) - 1;
+            b.advance(lo, newest_lo.saturating_sub(max_disorder_ms));
+        }
+        _ => {}
+    }
+    let count = match spec.window {
+        Window::SlidingCount { count } => Some(count),
+        _ => None,
+    };
+    let add = |b: &mut Bounded, x: f64| {
+        let it = Item { ts: t, x };
+        match count {
+            Some(c) => {
+                b.push_back(it);
+                b.truncate_to(c);
+            }
+            None => b.insert_by_time(it),
+        }
+    };
+    let method = &spec.method;
+    learn_predict(spec.include_current, x, b, add, |b| b.center_scale(method))
+}
+
+/// `tumbling_previous`: move to the bucket `b` starts when it is newer (the one before it
+/// becomes the statistic), and answer the previous bucket's statistic.
+fn roll_bucket(
+    bucket: &mut i64,
+    current: &mut Bag,
+    previous: &mut Option<Bag>,
+    b: i64,
+    size: i64,
+    method: &Method,
+) -> CenterScale {
+    if b > *bucket {
+        let need = match current {
+            Bag::Order(_) => Need::Order,
+            Bag::Running(_) => Need::Moments,
+        };
+        let old = std::mem::replace(current, Bag::new(need));
+        *previous = if *bucket != i64::MIN && b - *bucket == size {
+            Some(old)
+        } else {
+            None
+        };
+        *bucket = b;
+    }
+    if b == *bucket {
+        previous
+            .as_ref()
+            .map(|p| p.center_scale(method))
+            .unwrap_or(CenterScale::empty(0))
+    } else {
+        // An out-of-order event (processing time) for an older bucket.
+        CenterScale::empty(0)
+    }
+}
+
+impl Ewm {
+    /// Learn `x` with weight `alpha`.
+    fn update(&mut self, alpha: f64, x: f64) {
+        if self.n == 0 {
+            *self = Ewm {
+                n: 1,
+                mean: x,
+                var: 0.0,
+            };
+        } else {
+            let d = x - self.mean;
+            self.mean += alpha * d;
+            self.var = (1.0 - alpha) * (self.var + d * alpha * d);
+            self.n += 1;
+        }
+    }
+}
+
+impl EwmTime {
+    /// Learn `x` at time `t`, earlier weights decayed by the half-life `h`.
+    fn update(&mut self, t: i64, x: f64, h: i64, memo: &mut DecayMemo) {
+        if self.n == 0 {
+            *self = EwmTime {
+                n: 1,
+                last_ts: t,
+                weight: 1.0,
+                mean: x,
+                s: 0.0,
+            };
+            return;
+        }
+        // Out-of-order timestamps (processing time) count as simultaneous.
+        let d = memo.decay((t - self.last_ts).max(0), h);
+        self.weight = d * self.weight + 1.0;
+        self.s *= d;
+        let m_new = self.mean + (x - self.mean) / self.weight;
+        self.s += (x - self.mean) * (x - m_new);
+        self.mean = m_new;
+        self.last_ts = self.last_ts.max(t);
+        self.n += 1;
+    }
+
+    fn variance(&self) -> f64 {
+        if self.weight > 0.0 {
+            self.s / self.weight
+        } else {
+            0.0
         }
     }
 }

@@ -8,6 +8,7 @@
 //! partition, the smallest offset it still holds unpublished. It knows nothing of Kafka: a
 //! "stream" is a name and a partition a number.
 
+mod partitioner;
 pub mod rows;
 mod table;
 
@@ -26,6 +27,8 @@ use parquet::schema::types::ColumnPath;
 
 use crate::lake::partition::Partitioning;
 use crate::lake::{LakeError, Layout, PendingFile};
+use crate::normalize::Event;
+pub use partitioner::Partitioner;
 pub use rows::{OutRows, OutputSchema, RowMeta};
 pub use table::Table;
 
@@ -215,55 +218,38 @@ impl Sink {
             .schema
             .build(stream, partition, out)
             .map_err(arrow_err)?;
-        // Group row indexes by partition directory. Rows mostly arrive in time order, so the
-        // time bucket is computed once per bucket change, not per row; field values are
-        // borrowed, and each directory name is built once per group.
-        let mut time_paths: Vec<String> = Vec::new();
-        let mut current: Option<(i64, i64, usize)> = None;
-        let mut groups: HashMap<(usize, Vec<Option<&str>>), Vec<u32>> = HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            let t = match current {
-                Some((start, end, t)) if (start..end).contains(&r.ts_ms) => t,
-                _ => {
-                    let (start, end, path) = self.partitioning.time_bucket(r.ts_ms);
-                    let t = match time_paths.iter().position(|p| *p == path) {
-                        Some(t) => t,
-                        None => {
-                            time_paths.push(path);
-                            time_paths.len() - 1
-                        }
-                    };
-                    current = Some((start, end, t));
-                    t
-                }
-            };
-            let fields: Vec<Option<&str>> = self
-                .partitioning
-                .field_indexes()
-                .map(|fi| r.payload.passthrough.get(fi).and_then(|v| v.as_deref()))
-                .collect();
-            groups.entry((t, fields)).or_default().push(i as u32);
+        let routed = Partitioner(&self.partitioning).route(rows);
+        let mut open = self
+            .open
+            .remove(&(stream.clone(), partition))
+            .unwrap_or_default();
+        let written =
+            self.write_routed((stream, partition), (&batch, rows), routed, &mut open, now);
+        if written.is_ok() {
+            open.rows += rows.len();
         }
-        let mut groups: Vec<(String, Vec<u32>)> = groups
-            .into_iter()
-            .map(|((t, fields), idx)| {
-                let time = time_paths.get(t).map_or("", String::as_str);
-                let owned: Vec<Option<String>> =
-                    fields.iter().map(|v| v.map(str::to_string)).collect();
-                let dir = match (time.is_empty(), self.partitioning.has_fields()) {
-                    (_, false) => time.to_string(),
-                    (true, true) => self.partitioning.field_path_of(&owned),
-                    (false, true) => {
-                        format!("{time}/{}", self.partitioning.field_path_of(&owned))
-                    }
-                };
-                (dir, idx)
-            })
-            .collect();
-        groups.sort_unstable();
-        let open = self.open.entry((stream.clone(), partition)).or_default();
-        for (dir_name, idx) in groups {
-            let part = if idx.len() == rows.len() {
+        self.open.insert((stream.clone(), partition), open);
+        written
+    }
+
+    /// Write each directory's rows of `batch` into the partition's open file there, opening
+    /// it if needed.
+    fn write_routed(
+        &self,
+        (stream, partition): (&Arc<str>, i32),
+        (batch, rows): (&RecordBatch, &[Event<RowMeta>]),
+        routed: Vec<(String, Vec<u32>)>,
+        open: &mut OpenPartition,
+        now: Instant,
+    ) -> Result<(), SinkError> {
+        let arrow_err = |source| SinkError::Arrow {
+            stream: stream.to_string(),
+            partition,
+            source,
+        };
+        let total = batch.num_rows();
+        for (dir_name, idx) in routed {
+            let part = if idx.len() == total {
                 batch.clone()
             } else {
                 let indices = UInt32Array::from(idx.clone());
@@ -282,34 +268,8 @@ impl Sink {
             let file = match open.files.entry(dir_name) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    let dir = format!("{}/{}", self.layout.table_key(), v.key());
-                    let after_complete = self
-                        .layout
-                        .store()
-                        .exists(&crate::lake::commit::marker_key(&self.layout, v.key()))?;
-                    let name = format!("part-{stream}-{partition}-{first}");
-                    let pending = PendingFile::create(self.layout.store(), &dir, &name)?;
-                    let writer = ArrowWriter::try_new(
-                        pending.file,
-                        self.schema.schema().clone(),
-                        Some(self.props.clone()),
-                    )
-                    .map_err(|source| SinkError::Parquet {
-                        path: pending.path.clone(),
-                        source,
-                    })?;
-                    v.insert(OpenFile {
-                        writer,
-                        tmp: pending.path,
-                        key: pending.key,
-                        dir,
-                        first,
-                        last,
-                        rows: 0,
-                        opened_at: now,
-                        written_at: now,
-                        after_complete,
-                    })
+                    let f = self.open_file(stream, partition, v.key(), first, now)?;
+                    v.insert(f)
                 }
             };
             file.first = file.first.min(first);
@@ -323,8 +283,46 @@ impl Sink {
                     source,
                 })?;
         }
-        open.rows += rows.len();
         Ok(())
+    }
+
+    /// A new file of the input partition in a partition directory, under a hidden name.
+    fn open_file(
+        &self,
+        stream: &Arc<str>,
+        partition: i32,
+        rel_dir: &str,
+        first: i64,
+        now: Instant,
+    ) -> Result<OpenFile, SinkError> {
+        let dir = format!("{}/{rel_dir}", self.layout.table_key());
+        let after_complete = self
+            .layout
+            .store()
+            .exists(&crate::lake::commit::marker_key(&self.layout, rel_dir))?;
+        let name = format!("part-{stream}-{partition}-{first}");
+        let pending = PendingFile::create(self.layout.store(), &dir, &name)?;
+        let writer = ArrowWriter::try_new(
+            pending.file,
+            self.schema.schema().clone(),
+            Some(self.props.clone()),
+        )
+        .map_err(|source| SinkError::Parquet {
+            path: pending.path.clone(),
+            source,
+        })?;
+        Ok(OpenFile {
+            writer,
+            tmp: pending.path,
+            key: pending.key,
+            dir,
+            first,
+            last: first,
+            rows: 0,
+            opened_at: now,
+            written_at: now,
+            after_complete,
+        })
     }
 
     /// Estimated bytes buffered in the open writers (rows not yet encoded into a row group).
