@@ -364,7 +364,7 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::commit::SUCCESS;
+    use crate::lake::marker::SUCCESS;
     use arrow::array::{Array, AsArray, Float64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Float64Type};
 

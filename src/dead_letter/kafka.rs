@@ -18,6 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::{DeadLetter, DeadLetterSink, Held};
+use crate::lake::PartitionId;
 use crate::sink::{Sealed, SinkError};
 use crate::source::{KafkaClient, SourceError};
 use crate::telemetry::Metrics;
@@ -195,7 +196,7 @@ impl DeadLetterSink for KafkaDeadLetters {
         })
     }
 
-    fn abandon(&mut self, parts: &[(Arc<str>, i32)]) {
+    fn abandon(&mut self, parts: &[PartitionId]) {
         self.held.abandon(parts);
     }
 

@@ -11,7 +11,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 use super::{DeadLetter, DeadLetterSink, Held};
-use crate::lake::{Layout, PendingFile};
+use crate::lake::{Layout, PartitionId, PendingFile};
 use crate::sink::{Sealed, SinkError, rows};
 
 /// Dead letters as Parquet files under `<root>/_dead_letter/<table>/`, outside the table so
@@ -108,7 +108,7 @@ impl DeadLetterSink for LakeDeadLetters {
         })
     }
 
-    fn abandon(&mut self, parts: &[(Arc<str>, i32)]) {
+    fn abandon(&mut self, parts: &[PartitionId]) {
         self.held.abandon(parts);
     }
 

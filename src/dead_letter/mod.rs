@@ -15,7 +15,7 @@ use std::sync::Arc;
 use parquet::file::properties::WriterProperties;
 
 use crate::config::{Config, DeadLetterDestination};
-use crate::lake::Layout;
+use crate::lake::{Layout, PartitionId};
 use crate::sink::{Sealed, SinkError};
 use crate::source::SourceError;
 use crate::telemetry::Metrics;
@@ -79,7 +79,7 @@ pub trait DeadLetterSink: Send {
         lineage: u32,
     ) -> Result<Sealed, SinkError>;
     /// Forget the unsealed letters of these partitions (they are read again).
-    fn abandon(&mut self, parts: &[(Arc<str>, i32)]);
+    fn abandon(&mut self, parts: &[PartitionId]);
     /// Bytes held for letters not sealed yet.
     fn held_bytes(&self) -> usize;
 }
@@ -87,7 +87,7 @@ pub trait DeadLetterSink: Send {
 /// Letters held per input partition until its roll: what both destinations share.
 #[derive(Default)]
 pub struct Held {
-    letters: HashMap<(Arc<str>, i32), Vec<DeadLetter>>,
+    letters: HashMap<PartitionId, Vec<DeadLetter>>,
     bytes: usize,
 }
 
@@ -109,7 +109,7 @@ impl Held {
         taken
     }
 
-    pub fn abandon(&mut self, parts: &[(Arc<str>, i32)]) {
+    pub fn abandon(&mut self, parts: &[PartitionId]) {
         for (stream, partition) in parts {
             self.take(stream, *partition);
         }

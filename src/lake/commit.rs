@@ -186,19 +186,6 @@ pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
     Ok(lowest)
 }
 
-/// The key of a partition directory's marker (`rel_dir` relative to the table).
-pub fn marker_key(layout: &Layout, rel_dir: &str) -> String {
-    format!("{}/{rel_dir}/{SUCCESS}", layout.table_key())
-}
-
-/// Mark a partition directory (relative to the table) complete with an empty `_SUCCESS`.
-pub fn mark_complete(layout: &Layout, rel_dir: &str) -> Result<(), LakeError> {
-    layout.store().put(&marker_key(layout, rel_dir), Vec::new())
-}
-
-/// The name of the marker of a complete partition (Hadoop's convention).
-pub const SUCCESS: &str = "_SUCCESS";
-
 /// Commit one roll: checkpoint, record (the commit point), publishing, clean-up. The
 /// checkpoint's key is set in the record that is written and returned.
 pub fn commit(

@@ -13,6 +13,7 @@
 //! rows lands on the same name.
 
 pub mod commit;
+pub mod marker;
 pub mod partition;
 pub mod store;
 
@@ -45,6 +46,10 @@ pub enum LakeError {
     #[error("lake root {root}: {message}")]
     Config { root: String, message: String },
 }
+
+/// An input partition, as the lake names its commit log and files: (stream, partition). The
+/// stream is the Kafka topic.
+pub type PartitionId = (std::sync::Arc<str>, i32);
 
 /// Where a table lives: a store and the table's name, which is its directory (key prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +123,7 @@ impl Layout {
             let Some((dir, name)) = rel.rsplit_once('/') else {
                 continue;
             };
-            if name == commit::SUCCESS {
+            if name == marker::SUCCESS {
                 dirs.entry(dir.to_string()).or_default().complete = true;
             } else if is_published_data(rel) {
                 dirs.entry(dir.to_string())

@@ -72,7 +72,7 @@ impl Processor {
             .map(|(d, _)| d.clone())
             .collect();
         for dir in ready {
-            match lake_commit::mark_complete(&self.layout, &dir) {
+            match crate::lake::marker::mark(&self.layout, &dir) {
                 Ok(()) => {
                     m.unmarked.remove(&dir);
                     self.metrics.partitions_complete.inc();

@@ -1,12 +1,12 @@
 //! Rows → Hive-partitioned Parquet files, rolled per input partition.
 //!
-//! The sink owns the open files. Rows of one input partition are split by hour of event time
-//! (columnar: one bucket computation per row, one `take` per partition) and streamed into one
-//! open Parquet file per (hour partition, input partition). A *roll* closes every open file of
-//! one input partition together with its dead letters and publishes them atomically; a roll is
-//! the unit of durability the caller builds offset commits on, so the sink reports, per input
-//! partition, the smallest offset it still holds unpublished. It knows nothing of Kafka: a
-//! "stream" is a name and a partition a number.
+//! The sink owns the open files of a [`Table`]. Rows of one input partition are routed to
+//! their partition directories by the [`Partitioner`] (the event time's segments, then the
+//! partition fields; one `take` per directory) and streamed into one open Parquet file per
+//! (partition directory, input partition) under a hidden name. `seal` closes every open file
+//! of one input partition and returns them for the caller's commit (`lake::commit` publishes
+//! them): a roll of one input partition is the unit of durability offsets move by. It knows
+//! nothing of Kafka: a "stream" is a name and a partition a number.
 
 mod partitioner;
 pub mod rows;
@@ -26,7 +26,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::lake::partition::Partitioning;
-use crate::lake::{LakeError, Layout, PendingFile};
+use crate::lake::{LakeError, Layout, PartitionId, PendingFile};
 use crate::normalize::Event;
 pub use partitioner::Partitioner;
 pub use rows::{OutRows, OutputSchema, RowMeta};
@@ -129,16 +129,13 @@ struct OpenPartition {
     rows: usize,
 }
 
-/// An input partition as the sink names it: (stream, partition).
-type StreamPartition = (Arc<str>, i32);
-
 pub struct Sink {
     layout: Layout,
     schema: Arc<OutputSchema>,
     props: WriterProperties,
     policy: RollingPolicy,
     partitioning: Partitioning,
-    open: HashMap<(Arc<str>, i32), OpenPartition>,
+    open: HashMap<PartitionId, OpenPartition>,
 }
 
 /// How the Parquet files are written, beyond the codec.
@@ -296,10 +293,7 @@ impl Sink {
         now: Instant,
     ) -> Result<OpenFile, SinkError> {
         let dir = format!("{}/{rel_dir}", self.layout.table_key());
-        let after_complete = self
-            .layout
-            .store()
-            .exists(&crate::lake::commit::marker_key(&self.layout, rel_dir))?;
+        let after_complete = crate::lake::marker::is_marked(&self.layout, rel_dir)?;
         let name = format!("part-{stream}-{partition}-{first}");
         let pending = PendingFile::create(self.layout.store(), &dir, &name)?;
         let writer = ArrowWriter::try_new(
@@ -337,7 +331,7 @@ impl Sink {
     /// Under memory pressure: close the in-progress row group of every open file, writing it to
     /// the (still temporary) file. The files stay open; they only get smaller row groups.
     /// Returns the input partition that failed, with its error.
-    pub fn flush_row_groups(&mut self) -> Result<(), ((Arc<str>, i32), SinkError)> {
+    pub fn flush_row_groups(&mut self) -> Result<(), (PartitionId, SinkError)> {
         for (key, open) in &mut self.open {
             for f in open.files.values_mut() {
                 if f.writer.in_progress_rows() > 0 {
@@ -358,8 +352,8 @@ impl Sink {
 
     /// Input partitions whose files are due to roll at `now`, with the reason. The caller
     /// passes the time (a timer tick when no data comes), so tests drive it with their own.
-    pub fn due(&self, now: Instant) -> Vec<((Arc<str>, i32), &'static str)> {
-        let mut due: Vec<((Arc<str>, i32), &'static str)> = self
+    pub fn due(&self, now: Instant) -> Vec<(PartitionId, &'static str)> {
+        let mut due: Vec<(PartitionId, &'static str)> = self
             .open
             .iter()
             .filter_map(|(k, o)| {
@@ -372,7 +366,7 @@ impl Sink {
         // Over the cap: the partitions holding the oldest files roll until it is met.
         let open: usize = self.open.values().map(|o| o.files.len()).sum();
         if open > self.policy.max_open_files {
-            let mut by_age: Vec<(Instant, &StreamPartition, usize)> = self
+            let mut by_age: Vec<(Instant, &PartitionId, usize)> = self
                 .open
                 .iter()
                 .map(|(k, o)| {
@@ -404,7 +398,7 @@ impl Sink {
     }
 
     /// Drop the unpublished work of these input partitions (their temporary files too).
-    pub fn abandon(&mut self, parts: &[(Arc<str>, i32)]) {
+    pub fn abandon(&mut self, parts: &[PartitionId]) {
         for key in parts {
             if let Some(open) = self.open.remove(key) {
                 for (_, f) in open.files {

@@ -65,8 +65,7 @@ pub enum SourceError {
     Undecodable(KafkaError),
 }
 
-/// An input partition: (topic, partition).
-pub type PartitionId = (Arc<str>, i32);
+pub use crate::lake::PartitionId;
 
 /// One message, copied out of librdkafka's buffer.
 #[derive(Debug, Clone, PartialEq)]

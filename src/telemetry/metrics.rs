@@ -126,117 +126,127 @@ impl Metrics {
             registry: Arc::new(Registry::default()),
         };
         let mut r = Registry::default();
-        r.register(
-            "normlake_records_consumed",
-            "Kafka records read",
-            m.consumed.clone(),
-        );
-        r.register(
-            "normlake_rows_written",
-            "Rows committed to the lake",
-            m.rows_written.clone(),
-        );
-        r.register(
-            "normlake_dead_letters",
-            "Records sent to the dead-letter destination, by reason",
-            m.dead_letters.clone(),
-        );
-        r.register(
-            "normlake_late_events",
-            "Events behind the watermark",
-            m.late.clone(),
-        );
-        r.register(
-            "normlake_files_committed",
-            "Files published in the lake",
-            m.files.clone(),
-        );
-        r.register(
-            "normlake_bytes_committed",
-            "Bytes of the files published in the lake",
-            m.bytes.clone(),
-        );
-        r.register(
-            "normlake_commits",
-            "Lake commits (one per roll of an input partition)",
-            m.commits.clone(),
-        );
-        r.register(
-            "normlake_commit_duration_seconds",
-            "Duration of a roll: seal, checkpoint, commit record, publish",
-            m.commit_duration.clone(),
-        );
-        r.register(
-            "normlake_write_failures",
-            "Failed appends, seals or commits (the partition resumes from its last commit)",
-            m.write_failures.clone(),
-        );
-        r.register(
-            "normlake_dead_letter_retries",
-            "Retries of a dead-letter destination that was down",
-            m.dead_letter_retries.clone(),
-        );
-        r.register(
-            "normlake_consumer_lag_messages",
-            "Records behind the high watermark, per input partition (librdkafka statistics)",
-            m.consumer_lag.clone(),
-        );
-        r.register(
-            "normlake_assigned_partitions",
-            "Input partitions this instance owns",
-            m.assigned_partitions.clone(),
-        );
-        r.register(
-            "normlake_state_keys",
-            "Keys with normalization state",
-            m.state_keys.clone(),
-        );
-        r.register(
-            "normlake_state_bytes",
-            "Bytes of normalization state",
-            m.state_bytes.clone(),
-        );
-        r.register(
-            "normlake_buffered_events",
-            "Events waiting for the watermark",
-            m.buffered_events.clone(),
-        );
-        r.register(
-            "normlake_state_evicted_keys",
-            "Keys evicted (idle past their window or TTL, or over the memory budget)",
-            m.evicted_keys.clone(),
-        );
-        r.register(
-            "normlake_memory_bytes",
-            "Memory the budget accounts for: buffered rows, open writers, state",
-            m.memory_bytes.clone(),
-        );
-        r.register(
-            "normlake_memory_pressure_flushes",
-            "Early flushes because the memory budget was reached",
-            m.memory_pauses.clone(),
-        );
-        r.register(
-            "normlake_partitions_complete",
-            "Hive partitions marked complete with _SUCCESS",
-            m.partitions_complete.clone(),
-        );
-        r.register("normlake_rows_after_complete", "Rows written into a partition already marked complete (processing time or emit_unchanged)", m.rows_after_complete.clone());
-        r.register(
-            "normlake_input_undecodable_batches",
-            "Fetched message batches the consumer could not decode (a codec this build lacks, a corrupt batch)",
-            m.input_undecodable.clone(),
-        );
-        r.register(
-            "normlake_lost_offsets",
-            "Offsets deleted from a partition (retention) before the lake read them",
-            m.lost_offsets.clone(),
-        );
+        m.register_flow(&mut r);
+        m.register_state(&mut r);
         r.register_collector(Box::new(LatencyCollector(m.latency.clone())));
         Metrics {
             registry: Arc::new(r),
             ..m
         }
+    }
+
+    /// What flows through the job: records, rows, dead letters, files, commits, failures.
+    fn register_flow(&self, r: &mut Registry) {
+        r.register(
+            "normlake_records_consumed",
+            "Kafka records read",
+            self.consumed.clone(),
+        );
+        r.register(
+            "normlake_rows_written",
+            "Rows committed to the lake",
+            self.rows_written.clone(),
+        );
+        r.register(
+            "normlake_dead_letters",
+            "Records sent to the dead-letter destination, by reason",
+            self.dead_letters.clone(),
+        );
+        r.register(
+            "normlake_late_events",
+            "Events behind the watermark",
+            self.late.clone(),
+        );
+        r.register(
+            "normlake_files_committed",
+            "Files published in the lake",
+            self.files.clone(),
+        );
+        r.register(
+            "normlake_bytes_committed",
+            "Bytes of the files published in the lake",
+            self.bytes.clone(),
+        );
+        r.register(
+            "normlake_commits",
+            "Lake commits (one per roll of an input partition)",
+            self.commits.clone(),
+        );
+        r.register(
+            "normlake_commit_duration_seconds",
+            "Duration of a roll: seal, checkpoint, commit record, publish",
+            self.commit_duration.clone(),
+        );
+        r.register(
+            "normlake_write_failures",
+            "Failed appends, seals or commits (the partition resumes from its last commit)",
+            self.write_failures.clone(),
+        );
+        r.register(
+            "normlake_dead_letter_retries",
+            "Retries of a dead-letter destination that was down",
+            self.dead_letter_retries.clone(),
+        );
+    }
+
+    /// What the job holds and owns: lag, partitions, state, memory, markers, input health.
+    fn register_state(&self, r: &mut Registry) {
+        r.register(
+            "normlake_consumer_lag_messages",
+            "Records behind the high watermark, per input partition (librdkafka statistics)",
+            self.consumer_lag.clone(),
+        );
+        r.register(
+            "normlake_assigned_partitions",
+            "Input partitions this instance owns",
+            self.assigned_partitions.clone(),
+        );
+        r.register(
+            "normlake_state_keys",
+            "Keys with normalization state",
+            self.state_keys.clone(),
+        );
+        r.register(
+            "normlake_state_bytes",
+            "Bytes of normalization state",
+            self.state_bytes.clone(),
+        );
+        r.register(
+            "normlake_buffered_events",
+            "Events waiting for the watermark",
+            self.buffered_events.clone(),
+        );
+        r.register(
+            "normlake_state_evicted_keys",
+            "Keys evicted (idle past their window or TTL, or over the memory budget)",
+            self.evicted_keys.clone(),
+        );
+        r.register(
+            "normlake_memory_bytes",
+            "Memory the budget accounts for: buffered rows, open writers, state",
+            self.memory_bytes.clone(),
+        );
+        r.register(
+            "normlake_memory_pressure_flushes",
+            "Early flushes because the memory budget was reached",
+            self.memory_pauses.clone(),
+        );
+        r.register(
+            "normlake_partitions_complete",
+            "Hive partitions marked complete with _SUCCESS",
+            self.partitions_complete.clone(),
+        );
+        r.register("normlake_rows_after_complete", "Rows written into a partition already marked complete (processing time or emit_unchanged)", self.rows_after_complete.clone());
+        r.register(
+            "normlake_input_undecodable_batches",
+            "Fetched message batches the consumer could not decode (a codec this build lacks, a corrupt batch)",
+            self.input_undecodable.clone(),
+        );
+        r.register(
+            "normlake_lost_offsets",
+            "Offsets deleted from a partition (retention) before the lake read them",
+            self.lost_offsets.clone(),
+        );
     }
 
     pub fn dead_letter(&self, reason: &'static str) {
