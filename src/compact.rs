@@ -263,72 +263,17 @@ fn merge(
 ) -> Result<(u64, u64), CompactError> {
     let store = layout.store();
     let id = merge_id(dir, inputs);
-    let pq = |key: &str| {
-        let key = key.to_string();
-        move |source| CompactError::Parquet { key, source }
-    };
-    // Read every input's schema first: the output has the union of their columns.
-    let mut bodies = Vec::with_capacity(inputs.len());
-    let mut want_rows = 0u64;
-    let mut schemas = Vec::with_capacity(inputs.len());
-    for key in inputs {
-        let body = Bytes::from(store.get(key)?.ok_or_else(|| CompactError::Record {
-            key: key.clone(),
-            message: "listed, then gone: is another compaction running?".into(),
-        })?);
-        let b = ParquetRecordBatchReaderBuilder::try_new(body.clone()).map_err(pq(key))?;
-        want_rows += b.metadata().file_metadata().num_rows() as u64;
-        schemas.push(
-            b.schema()
-                .as_ref()
-                .clone()
-                .with_metadata(std::collections::HashMap::new()),
-        );
-        bodies.push(body);
-    }
-    let merged: SchemaRef =
-        Arc::new(
-            Schema::try_merge(schemas).map_err(|source| CompactError::Arrow {
-                key: format!("{}/{dir}", layout.table_key()),
-                source,
-            })?,
-        );
     let dir_key = format!("{}/{dir}", layout.table_key());
+    let (bodies, want_rows, merged) = read_inputs(layout, &dir_key, inputs)?;
     let pending = PendingFile::create(store, &dir_key, &format!("compact-{id}"))?;
     let tmp = pending.key.clone();
     let mut w = ArrowWriter::try_new(pending.file, merged.clone(), Some(props.clone()))
-        .map_err(pq(&tmp))?;
+        .map_err(parquet_err(&tmp))?;
     let mut rows = 0u64;
     for (key, body) in inputs.iter().zip(bodies) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(body)
-            .and_then(|b| b.build())
-            .map_err(pq(key))?;
-        for batch in reader {
-            let batch = batch.map_err(|source| CompactError::Arrow {
-                key: key.clone(),
-                source,
-            })?;
-            let cols: Vec<ArrayRef> = merged
-                .fields()
-                .iter()
-                .map(|f| {
-                    batch
-                        .column_by_name(f.name())
-                        .cloned()
-                        .unwrap_or_else(|| new_null_array(f.data_type(), batch.num_rows()))
-                })
-                .collect();
-            let out = RecordBatch::try_new(merged.clone(), cols).map_err(|source| {
-                CompactError::Arrow {
-                    key: key.clone(),
-                    source,
-                }
-            })?;
-            rows += out.num_rows() as u64;
-            w.write(&out).map_err(pq(&tmp))?;
-        }
+        rows += copy_into(&mut w, &merged, key, body, &tmp)?;
     }
-    let file = w.into_inner().map_err(pq(&tmp))?;
+    let file = w.into_inner().map_err(parquet_err(&tmp))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     if rows != want_rows {
         drop(file);
@@ -346,8 +291,95 @@ fn merge(
         output: format!("{dir_key}/part-compacted-{id}.parquet"),
         rows,
     };
+    commit_merge(layout, &id, &rec)?;
+    Ok((rows, bytes))
+}
+
+fn parquet_err(key: &str) -> impl Fn(parquet::errors::ParquetError) -> CompactError {
+    let key = key.to_string();
+    move |source| CompactError::Parquet {
+        key: key.clone(),
+        source,
+    }
+}
+
+/// Every input's bytes, their rows, and the union of their columns (the merged schema).
+fn read_inputs(
+    layout: &Layout,
+    dir_key: &str,
+    inputs: &[String],
+) -> Result<(Vec<Bytes>, u64, SchemaRef), CompactError> {
+    let mut bodies = Vec::with_capacity(inputs.len());
+    let mut want_rows = 0u64;
+    let mut schemas = Vec::with_capacity(inputs.len());
+    for key in inputs {
+        let body = Bytes::from(
+            layout
+                .store()
+                .get(key)?
+                .ok_or_else(|| CompactError::Record {
+                    key: key.clone(),
+                    message: "listed, then gone: is another compaction running?".into(),
+                })?,
+        );
+        let b = ParquetRecordBatchReaderBuilder::try_new(body.clone()).map_err(parquet_err(key))?;
+        want_rows += b.metadata().file_metadata().num_rows() as u64;
+        schemas.push(
+            b.schema()
+                .as_ref()
+                .clone()
+                .with_metadata(std::collections::HashMap::new()),
+        );
+        bodies.push(body);
+    }
+    let merged = Schema::try_merge(schemas).map_err(|source| CompactError::Arrow {
+        key: dir_key.to_string(),
+        source,
+    })?;
+    Ok((bodies, want_rows, Arc::new(merged)))
+}
+
+/// Copy one input's rows into the merged file, null-filling the columns it lacks.
+fn copy_into(
+    w: &mut ArrowWriter<std::fs::File>,
+    merged: &SchemaRef,
+    key: &str,
+    body: Bytes,
+    tmp: &str,
+) -> Result<u64, CompactError> {
+    let arrow_err = |source| CompactError::Arrow {
+        key: key.to_string(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+        .and_then(|b| b.build())
+        .map_err(parquet_err(key))?;
+    let mut rows = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(arrow_err)?;
+        let cols: Vec<ArrayRef> = merged
+            .fields()
+            .iter()
+            .map(|f| {
+                batch
+                    .column_by_name(f.name())
+                    .cloned()
+                    .unwrap_or_else(|| new_null_array(f.data_type(), batch.num_rows()))
+            })
+            .collect();
+        let out = RecordBatch::try_new(merged.clone(), cols).map_err(arrow_err)?;
+        rows += out.num_rows() as u64;
+        w.write(&out).map_err(parquet_err(tmp))?;
+    }
+    Ok(rows)
+}
+
+/// Write the merge's record (the commit point), then publish the merged file, delete the
+/// inputs and the record.
+fn commit_merge(layout: &Layout, id: &str, rec: &CompactionRecord) -> Result<(), CompactError> {
+    let store = layout.store();
     let rec_key = format!("{}/{id}.json", records_dir(layout));
-    let body = serde_json::to_vec_pretty(&rec).map_err(|e| CompactError::Record {
+    let body = serde_json::to_vec_pretty(rec).map_err(|e| CompactError::Record {
         key: rec_key.clone(),
         message: e.to_string(),
     })?;
@@ -358,7 +390,7 @@ fn merge(
         store.delete(input)?;
     }
     store.delete(&rec_key)?;
-    Ok((rows, bytes))
+    Ok(())
 }
 
 #[cfg(test)]

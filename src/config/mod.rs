@@ -463,25 +463,7 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigErrors(vec![FieldError {
-                field: "(file)".into(),
-                message: format!("not valid TOML: {}", e.message()),
-            }])
-        })?;
-        let env: HashMap<String, String> = env.into_iter().collect();
-        let mut c = Collector(Vec::new());
-        interpolate::interpolate_table(&mut table, &env, &mut c);
-        apply_env(&mut table, &env, &mut c);
-        interpolate::read_secret_files(&mut table, "", &mut c);
-        for k in table.keys() {
-            if !SECTIONS.contains(&k.as_str()) {
-                c.err(
-                    k.clone(),
-                    format!("unknown section; expected one of {}", SECTIONS.join(", ")),
-                );
-            }
-        }
+        let (table, mut c) = layered(text, env)?;
         let kafka: Option<KafkaConfig> = c.required(&table, "kafka");
         let input: Option<InputSection> = c.required(&table, "input");
         let time: Option<TimeSection> = c.section(&table, "time").map(Option::unwrap_or_default);
@@ -502,16 +484,8 @@ impl Config {
         }
         let memory: Option<MemoryConfig> =
             c.section(&table, "memory").map(Option::unwrap_or_default);
-        if let Some(m) = &memory
-            && m.budget.0 < MIN_BUDGET
-        {
-            c.err(
-                "memory.budget",
-                format!(
-                    "must be at least {} (buffers and state need room)",
-                    bytesize::ByteSize(MIN_BUDGET).display().iec()
-                ),
-            );
+        if let Some(m) = &memory {
+            validate_memory(m, &mut c);
         }
         if let (Some(d), Some(k)) = (&dead_letter, &kafka) {
             validate_dead_letter(d, k, &mut c);
@@ -549,6 +523,46 @@ impl Config {
             }),
             _ => Err(ConfigErrors(c.0)),
         }
+    }
+}
+
+/// The file's table with the environment applied (interpolation, then `NORMLAKE__…`
+/// overrides, then secret files), and the errors found so far (unknown sections among them).
+fn layered(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(toml::Table, Collector), ConfigErrors> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![FieldError {
+            field: "(file)".into(),
+            message: format!("not valid TOML: {}", e.message()),
+        }])
+    })?;
+    let env: HashMap<String, String> = env.into_iter().collect();
+    let mut c = Collector(Vec::new());
+    interpolate::interpolate_table(&mut table, &env, &mut c);
+    apply_env(&mut table, &env, &mut c);
+    interpolate::read_secret_files(&mut table, "", &mut c);
+    for k in table.keys() {
+        if !SECTIONS.contains(&k.as_str()) {
+            c.err(
+                k.clone(),
+                format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            );
+        }
+    }
+    Ok((table, c))
+}
+
+fn validate_memory(m: &MemoryConfig, c: &mut Collector) {
+    if m.budget.0 < MIN_BUDGET {
+        c.err(
+            "memory.budget",
+            format!(
+                "must be at least {} (buffers and state need room)",
+                bytesize::ByteSize(MIN_BUDGET).display().iec()
+            ),
+        );
     }
 }
 

@@ -65,32 +65,7 @@ pub(super) fn build_plan(
             specs.push(s);
         }
     }
-    let layer = layer.map(|l| {
-        if !names.insert(l.name.clone()) {
-            c.err(
-                "layer_norm.name",
-                format!("`{}` is also a [[normalize]] name", l.name),
-            );
-        }
-        if !is_column_name(&l.name) {
-            c.err(
-                "layer_norm.name",
-                "must be a non-empty name of letters, digits and underscores",
-            );
-        }
-        if !(l.eps >= 0.0 && l.eps.is_finite()) {
-            c.err("layer_norm.eps", "must be a finite number ≥ 0");
-        }
-        if l.min_count == 0 {
-            c.err("layer_norm.min_count", "must be at least 1");
-        }
-        LayerSpec {
-            features: feature_indexes(&input.features, &l.features, "layer_norm.features", c),
-            name: l.name,
-            eps: l.eps,
-            min_count: l.min_count,
-        }
-    });
+    let layer = layer.map(|l| build_layer(l, input, &mut names, c));
     if t.out_of_orderness.0 > Duration::from_secs(7 * 24 * 3600) {
         c.err(
             "time.out_of_orderness",
@@ -118,6 +93,39 @@ pub(super) fn build_plan(
         idle_ttl_ms: t.idle_ttl.map(HumanDuration::millis),
     };
     c.0.is_empty().then_some(plan)
+}
+
+/// `[layer_norm]`: per-event normalization across the features.
+fn build_layer(
+    l: LayerSection,
+    input: &InputSpec,
+    names: &mut std::collections::HashSet<String>,
+    c: &mut Collector,
+) -> LayerSpec {
+    if !names.insert(l.name.clone()) {
+        c.err(
+            "layer_norm.name",
+            format!("`{}` is also a [[normalize]] name", l.name),
+        );
+    }
+    if !is_column_name(&l.name) {
+        c.err(
+            "layer_norm.name",
+            "must be a non-empty name of letters, digits and underscores",
+        );
+    }
+    if !(l.eps >= 0.0 && l.eps.is_finite()) {
+        c.err("layer_norm.eps", "must be a finite number ≥ 0");
+    }
+    if l.min_count == 0 {
+        c.err("layer_norm.min_count", "must be at least 1");
+    }
+    LayerSpec {
+        features: feature_indexes(&input.features, &l.features, "layer_norm.features", c),
+        name: l.name,
+        eps: l.eps,
+        min_count: l.min_count,
+    }
 }
 
 fn build_norm(

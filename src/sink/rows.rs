@@ -174,36 +174,42 @@ impl OutputSchema {
                 .enumerate()
                 .filter(|(_, s)| s.feature == fi)
             {
-                let mut y = Float64Builder::with_capacity(n);
-                let mut c = Float64Builder::with_capacity(n);
-                let mut s = Float64Builder::with_capacity(n);
-                let mut cnt = Int64Builder::with_capacity(n);
-                let mut st = StringBuilder::with_capacity(n, n * 2);
-                for i in 0..n {
-                    match out.results(i).get(si) {
-                        Some(res) => {
-                            y.append_option(res.y());
-                            c.append_option(res.center());
-                            s.append_option(res.scale());
-                            cnt.append_value(i64::try_from(res.n).unwrap_or(i64::MAX));
-                            st.append_value(res.status.as_str());
-                        }
-                        None => {
-                            y.append_null();
-                            c.append_null();
-                            s.append_null();
-                            cnt.append_value(0);
-                            st.append_value("missing");
-                        }
-                    }
-                }
-                cols.push(Arc::new(y.finish()));
-                cols.push(Arc::new(c.finish()));
-                cols.push(Arc::new(s.finish()));
-                cols.push(Arc::new(cnt.finish()));
-                cols.push(Arc::new(st.finish()));
+                result_columns(out, si, &mut cols);
             }
         }
         RecordBatch::try_new(self.schema.clone(), cols)
     }
+}
+
+/// The five columns of one normalization slot: y, center, scale, n and status.
+fn result_columns(out: &OutRows, si: usize, cols: &mut Vec<ArrayRef>) {
+    let n = out.events().len();
+    let mut y = Float64Builder::with_capacity(n);
+    let mut c = Float64Builder::with_capacity(n);
+    let mut s = Float64Builder::with_capacity(n);
+    let mut cnt = Int64Builder::with_capacity(n);
+    let mut st = StringBuilder::with_capacity(n, n * 2);
+    for i in 0..n {
+        match out.results(i).get(si) {
+            Some(res) => {
+                y.append_option(res.y());
+                c.append_option(res.center());
+                s.append_option(res.scale());
+                cnt.append_value(i64::try_from(res.n).unwrap_or(i64::MAX));
+                st.append_value(res.status.as_str());
+            }
+            None => {
+                y.append_null();
+                c.append_null();
+                s.append_null();
+                cnt.append_value(0);
+                st.append_value("missing");
+            }
+        }
+    }
+    cols.push(Arc::new(y.finish()));
+    cols.push(Arc::new(c.finish()));
+    cols.push(Arc::new(s.finish()));
+    cols.push(Arc::new(cnt.finish()));
+    cols.push(Arc::new(st.finish()));
 }
