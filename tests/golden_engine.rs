@@ -1,90 +1,56 @@
-//! Every golden case through decode + normalize in process (no broker): the fast check of the
-//! semantics. The end-to-end tests run the same cases through Kafka and Parquet.
+//! Every golden case through the job's own record path in process, with no broker: the
+//! records go through `pipeline::process_offline` (the processor a run uses: admission,
+//! decode, normalize, Parquet, the lake commit), and the lake is read back and compared. The
+//! end-to-end tests run the same cases through Kafka.
 
 mod common;
 
-use common::golden::{self, DeadLetters, Row, Rows};
-use normlake::config::Config;
-use normlake::decode::Decoder;
-use normlake::normalize::{Engine, Event, PartitionState};
+use std::sync::Arc;
 
-fn run_case(case: &golden::Case) -> (Rows, DeadLetters) {
-    let toml = format!(
-        "[kafka]\nbrokers = \"unused:9092\"\ntopics = [\"t\"]\n\n{}\n[lake]\nroot = \"unused\"\ntable = \"t\"\n",
-        case.toml_sections()
-    );
-    let cfg = Config::from_toml(&toml, Vec::new()).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-    let decoder = Decoder::new(cfg.input.clone());
-    let engine = Engine::new(cfg.plan.clone());
-    let slots = engine.slots().to_vec();
-    let mut rows = Rows::new();
-    let mut dl = DeadLetters::new();
-    let mut states: [PartitionState<i32>; 2] = Default::default();
-    let mut out = engine.emitted();
-    let records = golden::records();
-    for r in &records {
-        match decoder.decode(Some(r.key.as_bytes()), r.value.as_bytes()) {
-            Err(reason) => {
-                dl.insert((r.partition, r.offset), reason.to_string());
-            }
-            Ok(d) => {
-                let ev = Event {
-                    key: d.key,
-                    ts_ms: d.ts_ms,
-                    seq: r.offset,
-                    features: d.features,
-                    payload: r.partition,
-                };
-                if let Some(late) = states[r.partition as usize].push(&engine, ev, &mut out) {
-                    dl.insert((late.payload, late.seq), "late_event".into());
-                }
-            }
-        }
-    }
-    for st in &mut states {
-        st.finish(&engine, &mut out);
-    }
-    for (ev, results) in out.rows() {
-        for (slot, res) in slots.iter().zip(results) {
-            rows.insert(
-                (ev.payload, ev.seq, cfg.plan.features[slot.feature].clone()),
-                Row {
-                    key: ev.key.to_string(),
-                    ts_ms: ev.ts_ms,
-                    y: res.y(),
-                    center: res.center(),
-                    scale: res.scale(),
-                    n: res.n,
-                    status: res.status.as_str().to_string(),
-                },
-            );
-        }
-    }
-    (rows, dl)
+use common::golden;
+use normlake::config::Config;
+use normlake::source::RawRecord;
+
+fn run_case(case: &golden::Case, lake_root: &std::path::Path) {
+    let text = common::golden_config("unused:9092", "t", "g", lake_root, case);
+    let cfg = Config::from_toml(&text, Vec::new()).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let topic: Arc<str> = "t".into();
+    let records: Vec<RawRecord> = golden::records()
+        .into_iter()
+        .map(|r| RawRecord {
+            topic: topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            key: Some(r.key.into_bytes()),
+            value: r.value.into_bytes(),
+            timestamp_ms: None,
+            generation: 0,
+        })
+        .collect();
+    // One chunk per partition, as the source hands them over.
+    let batches: Vec<Vec<RawRecord>> = [0, 1]
+        .map(|p| {
+            records
+                .iter()
+                .filter(|r| r.partition == p)
+                .cloned()
+                .collect()
+        })
+        .into();
+    let partitions = vec![(topic.clone(), 0), (topic, 1)];
+    normlake::pipeline::process_offline(&cfg, partitions, batches, Default::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
 }
 
 #[test]
-fn every_golden_case_matches_in_process() {
-    let mut failures = Vec::new();
+fn every_golden_case_matches_through_the_record_path() {
     let cases = golden::cases();
     assert_eq!(cases.len(), 11, "the golden set has 11 cases");
+    let mut failures = Vec::new();
     for case in &cases {
-        let (rows, dl) = run_case(case);
-        let (want, want_dl) = golden::expected(&case.name);
-        let diffs = golden::compare(&rows, &dl, &want, &want_dl);
-        if !diffs.is_empty() {
-            failures.push(format!(
-                "{}: {} differences, first: {}",
-                case.name,
-                diffs.len(),
-                diffs
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            ));
-        }
+        let dir = tempfile::tempdir().expect("lake dir");
+        run_case(case, dir.path());
+        failures.extend(common::golden_mismatch(dir.path(), case));
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

@@ -18,7 +18,6 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::{DeadLetter, DeadLetterSink, Held};
-use crate::lake::PartitionId;
 use crate::sink::{Sealed, SinkError};
 use crate::source::{KafkaClient, SourceError};
 use crate::telemetry::Metrics;
@@ -137,8 +136,8 @@ impl DeadLetterSink for KafkaDeadLetters {
         "kafka"
     }
 
-    fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter) {
-        self.held.push(stream, partition, letter);
+    fn held(&mut self) -> &mut Held {
+        &mut self.held
     }
 
     fn seal(
@@ -194,10 +193,6 @@ impl DeadLetterSink for KafkaDeadLetters {
             dead_letters: letters.len(),
             ..Sealed::default()
         })
-    }
-
-    fn abandon(&mut self, parts: &[PartitionId]) {
-        self.held.abandon(parts);
     }
 
     fn held_bytes(&self) -> usize {

@@ -10,8 +10,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
-use super::{DeadLetter, DeadLetterSink, Held};
-use crate::lake::{Layout, PartitionId, PendingFile};
+use super::{DeadLetterSink, Held};
+use crate::lake::{Layout, PendingFile};
 use crate::sink::{Sealed, SinkError, rows};
 
 /// Dead letters as Parquet files under `<root>/_dead_letter/<table>/`, outside the table so
@@ -38,8 +38,8 @@ impl DeadLetterSink for LakeDeadLetters {
         "lake"
     }
 
-    fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter) {
-        self.held.push(stream, partition, letter);
+    fn held(&mut self) -> &mut Held {
+        &mut self.held
     }
 
     fn seal(
@@ -106,10 +106,6 @@ impl DeadLetterSink for LakeDeadLetters {
             bytes,
             rows_after_complete: 0,
         })
-    }
-
-    fn abandon(&mut self, parts: &[PartitionId]) {
-        self.held.abandon(parts);
     }
 
     fn held_bytes(&self) -> usize {

@@ -67,8 +67,14 @@ impl DeadLetter {
 pub trait DeadLetterSink: Send {
     /// The destination's name, for logs and errors.
     fn name(&self) -> &'static str;
+    /// The letters held until their partitions' rolls.
+    fn held(&mut self) -> &mut Held;
+    /// Bytes held for letters not sealed yet.
+    fn held_bytes(&self) -> usize;
     /// Keep a dead letter of an input partition until its next roll.
-    fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter);
+    fn push(&mut self, stream: &Arc<str>, partition: i32, letter: DeadLetter) {
+        self.held().push(stream, partition, letter);
+    }
     /// Make every dead letter of the partition durable. Returned files are published by the
     /// partition's commit; `dead_letters` counts the letters sealed. `lineage` names the
     /// partition's incarnation (see `Layout::file_name`).
@@ -79,9 +85,9 @@ pub trait DeadLetterSink: Send {
         lineage: u32,
     ) -> Result<Sealed, SinkError>;
     /// Forget the unsealed letters of these partitions (they are read again).
-    fn abandon(&mut self, parts: &[PartitionId]);
-    /// Bytes held for letters not sealed yet.
-    fn held_bytes(&self) -> usize;
+    fn abandon(&mut self, parts: &[PartitionId]) {
+        self.held().abandon(parts);
+    }
 }
 
 /// Letters held per input partition until its roll: what both destinations share.
