@@ -1,23 +1,28 @@
 //! normlake: Kafka → per-key windowed normalization → Hive-partitioned Parquet.
 //!
 //! # Layout
-//! Modules follow the data, and each owns one concern:
+//! Modules follow the data, and each owns one concern. Lower layers never import upper ones:
+//! `lake`, `decode`, `normalize` and `source` know nothing of `config`, `sink` or `pipeline`;
+//! `config` builds the options they take.
 //! - [`config`]: the TOML file, `${VAR}` interpolation and secret files, environment
 //!   overrides, validation that reports every error.
-//! - [`source`]: the Kafka consumer (with each assigned partition's watermarks), and the Kafka
-//!   dead-letter destination; the only stage of the job that knows rdkafka.
+//! - [`source`]: the Kafka consumer (with each assigned partition's watermarks), and
+//!   `KafkaClient`, how every Kafka client of the job reaches its cluster.
 //! - [`decode`]: message bytes → typed fields, or a dead-letter reason.
 //! - [`normalize`]: the statistics (pure, synchronous, no I/O); knows nothing of Kafka or files.
-//! - [`sink`]: rows → Arrow → Parquet files, partitioned and rolled; the dead-letter trait and
-//!   its lake destination; knows nothing of Kafka.
+//! - [`sink`]: the output `Table` (columns, Parquet settings, partitioning, rolling), rows →
+//!   Arrow → Parquet files routed by the `Partitioner` and rolled; knows nothing of Kafka.
+//! - [`dead_letter`]: records that cannot become rows: the `DeadLetterSink` trait, its lake
+//!   and Kafka destinations, and `open`, which picks one from the configuration.
 //! - [`partition_value`]: Hive's escaping of partition values (a leaf: `lake` and `decode`
 //!   both use it).
-//! - [`lake`]: the table's layout on disk: Hive partitioning and escaping, atomic placement,
-//!   the commit log, checkpoints, `_SUCCESS` markers.
+//! - [`lake`]: the table's layout on storage: Hive partitioning, atomic placement, the commit
+//!   log and checkpoints (`lake::commit`), `_SUCCESS` markers (`lake::marker`), the store.
 //! - [`secret`]: `Sensitive`, a value never printed, and which property names are secrets (a
 //!   leaf).
 //! - [`telemetry`]: logging, Prometheus metrics, hdrhistogram latency, the HTTP endpoints.
-//! - [`pipeline`]: the wiring; the one place that knows every stage.
+//! - [`pipeline`]: the wiring; the one place that knows every stage. Each input partition's
+//!   progress and admission rules are `pipeline::progress`.
 //! - [`compact`]: `normlake compact`, merging the small files of complete partitions.
 //! - [`generate`], [`demo`]: the synthetic producer and the embedded demo (both produce with
 //!   rdkafka; the demo runs librdkafka's mock cluster and owns its lake directory).
