@@ -1,0 +1,250 @@
+use super::*;
+
+fn decoder() -> Decoder {
+    Decoder::new(InputSpec {
+        key: KeySource::Field("sensor_id".into()),
+        time_field: "ts".into(),
+        time_format: TimeFormat::EpochMillis,
+        features: vec!["temp".into(), "hum".into(), "pres".into()],
+        passthrough: vec!["site".into()],
+        max_ahead_ms: None,
+        partition_fields: Vec::new(),
+    })
+}
+
+#[test]
+fn decodes_typed_fields_and_feature_states() {
+    let d = decoder()
+        .decode(
+            None,
+            br#"{"sensor_id":"s1","ts":1700000000123,"site":"eu","temp":1.5,"hum":null,"pres":"x","extra":{"a":[1]}}"#,
+        )
+        .unwrap();
+    assert_eq!(&*d.key, "s1");
+    assert_eq!(d.ts_ms, 1_700_000_000_123);
+    assert_eq!(
+        d.features,
+        vec![
+            FeatureValue::Value(1.5),
+            FeatureValue::Missing,
+            FeatureValue::Invalid
+        ]
+    );
+    assert_eq!(d.passthrough, vec![Some("eu".to_string())]);
+}
+
+#[test]
+fn absent_feature_is_missing_and_objects_or_bools_are_invalid() {
+    let d = decoder()
+        .decode(
+            None,
+            br#"{"sensor_id":"s1","ts":1,"temp":true,"hum":{"v":1}}"#,
+        )
+        .unwrap();
+    assert_eq!(
+        d.features,
+        vec![
+            FeatureValue::Invalid,
+            FeatureValue::Invalid,
+            FeatureValue::Missing
+        ]
+    );
+}
+
+#[test]
+fn record_level_rejections_follow_the_spec() {
+    let dec = decoder();
+    let cases: [(&[u8], Reject); 8] = [
+        (br#"{"sensor_id":"s001","ts":"#, Reject::MalformedJson),
+        (b"not json at all", Reject::MalformedJson),
+        (b"[1,2,3]", Reject::NotAnObject),
+        (br#""just a string""#, Reject::NotAnObject),
+        (br#"{"ts":1795737600000,"temp":1.0}"#, Reject::MissingKey),
+        (
+            br#"{"sensor_id":"","ts":1795737600000}"#,
+            Reject::MissingKey,
+        ),
+        (
+            br#"{"sensor_id":"s002","ts":"yesterday","temp":1.0}"#,
+            Reject::MissingOrInvalidTime,
+        ),
+        (
+            br#"{"sensor_id":"s001","ts":null,"temp":2.0}"#,
+            Reject::MissingOrInvalidTime,
+        ),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            dec.decode(None, input),
+            Err(want),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    assert_eq!(
+        dec.decode(None, br#"{"sensor_id":"a","ts":1} x"#),
+        Err(Reject::MalformedJson)
+    );
+}
+
+/// Feature values are parsed correctly rounded (serde_json's `float_roundtrip`), the same
+/// as Rust's own parser, so no input value is off by an ulp before any statistic.
+#[test]
+fn numbers_are_parsed_correctly_rounded() {
+    let dec = decoder();
+    for text in [
+        "-1.5820324406753945",
+        "2.5409529286441446",
+        "18.702",
+        "1e-300",
+        "0.1",
+    ] {
+        let v = format!(r#"{{"sensor_id":"a","ts":1,"temp":{text}}}"#);
+        let want: f64 = text.parse().unwrap();
+        assert_eq!(
+            dec.decode(None, v.as_bytes()).unwrap().features[0],
+            FeatureValue::Value(want),
+            "{text}"
+        );
+    }
+}
+
+/// Every class of hostile input has one defined outcome.
+#[test]
+fn hostile_inputs_have_defined_outcomes() {
+    let dec = decoder();
+    let ok = |v: &[u8]| dec.decode(None, v);
+    // Empty values and tombstones.
+    assert_eq!(ok(b""), Err(Reject::EmptyMessage));
+    assert_eq!(ok(b" \n\t"), Err(Reject::EmptyMessage));
+    assert_eq!(ok(b"{}"), Err(Reject::MissingKey));
+    // Non-UTF-8 bytes: in a field normlake reads, or outside strings, the record is
+    // malformed; inside a string of a field it ignores, they are skipped unread.
+    assert_eq!(
+        ok(b"{\"sensor_id\":\"a\",\"ts\":1,\"site\":\"\xff\xfe\"}"),
+        Err(Reject::MalformedJson)
+    );
+    assert!(ok(b"{\"sensor_id\":\"a\",\"ts\":1,\"note\":\"\xff\xfe\"}").is_ok());
+    assert_eq!(ok(b"\xff{}"), Err(Reject::MalformedJson));
+    // Deep nesting (100,000 levels) never recurses: serde_json skips what the visitor
+    // ignores iteratively. Ignored: the record decodes; as a feature: invalid; at the top
+    // level: not an object; unclosed: malformed.
+    let n = 100_000;
+    let (open, close) = ("[".repeat(n), "]".repeat(n));
+    let deep = format!(r#"{{"sensor_id":"a","ts":1,"x":{open}{close}}}"#);
+    assert!(ok(deep.as_bytes()).is_ok());
+    let deep = format!(r#"{{"sensor_id":"a","ts":1,"temp":{open}{close}}}"#);
+    assert_eq!(
+        ok(deep.as_bytes()).unwrap().features[0],
+        FeatureValue::Invalid
+    );
+    let objs = format!(
+        r#"{{"sensor_id":"a","ts":1,"temp":{}1{}}}"#,
+        r#"{"a":"#.repeat(n),
+        "}".repeat(n)
+    );
+    assert_eq!(
+        ok(objs.as_bytes()).unwrap().features[0],
+        FeatureValue::Invalid
+    );
+    assert_eq!(
+        ok(format!("{open}{close}").as_bytes()),
+        Err(Reject::NotAnObject)
+    );
+    assert_eq!(ok(open.as_bytes()), Err(Reject::MalformedJson));
+    // Numbers out of range: beyond f64 is refused; beyond i64 becomes a float.
+    assert_eq!(
+        ok(br#"{"sensor_id":"a","ts":1,"temp":1e400}"#),
+        Err(Reject::NumberOutOfRange)
+    );
+    let big = ok(br#"{"sensor_id":"a","ts":1,"temp":123456789012345678901234567890}"#).unwrap();
+    assert_eq!(big.features[0], FeatureValue::Value(1.2345678901234568e29));
+    assert_eq!(
+        ok(br#"{"sensor_id":"a","ts":1,"temp":-1e308}"#)
+            .unwrap()
+            .features[0],
+        FeatureValue::Value(-1e308)
+    );
+    // Duplicate fields: the last occurrence wins, as in JavaScript's JSON.parse.
+    let dup = ok(br#"{"sensor_id":"a","ts":1,"temp":1,"temp":2,"sensor_id":"b"}"#).unwrap();
+    assert_eq!(
+        (&*dup.key, &dup.features[0]),
+        ("b", &FeatureValue::Value(2.0))
+    );
+    // Empty strings: an empty key is missing, an empty feature invalid, a pass-through kept.
+    let e = ok(br#"{"sensor_id":"a","ts":1,"temp":"","site":""}"#).unwrap();
+    assert_eq!(e.features[0], FeatureValue::Invalid);
+    assert_eq!(e.passthrough[0].as_deref(), Some(""));
+    // Keys with control characters are kept byte for byte (they never become paths).
+    let k = ok(b"{\"sensor_id\":\"a\\u0000b\\n\\u001b[31m\",\"ts\":1}").unwrap();
+    assert_eq!(&*k.key, "a\u{0}b\n\u{1b}[31m");
+    // Times before 1970 are valid; beyond years 0001-9999 they are out of range.
+    assert_eq!(
+        ok(br#"{"sensor_id":"a","ts":-86400000}"#).unwrap().ts_ms,
+        -86_400_000
+    );
+    for ts in [
+        "-62135596800001",
+        "253402300800000",
+        "9223372036854775807",
+        "1e300",
+    ] {
+        let v = format!("{{\"sensor_id\":\"a\",\"ts\":{ts}}}");
+        let want = if ts == "1e300" {
+            Reject::MissingOrInvalidTime
+        } else {
+            Reject::TimeOutOfRange
+        };
+        assert_eq!(ok(v.as_bytes()), Err(want), "{ts}");
+    }
+    // A time far ahead of the record's Kafka timestamp is refused (when configured).
+    let mut spec = dec.spec().clone();
+    spec.max_ahead_ms = Some(3_600_000);
+    let bounded = Decoder::new(spec);
+    let v = br#"{"sensor_id":"a","ts":7200001}"#;
+    assert_eq!(
+        bounded.decode_at(None, v, Some(3_600_000)),
+        Err(Reject::TimeOutOfRange)
+    );
+    assert!(bounded.decode_at(None, v, Some(3_600_001)).is_ok());
+    assert!(
+        bounded.decode_at(None, v, None).is_ok(),
+        "no Kafka time: no bound"
+    );
+    // A huge value decodes (librdkafka's limit is the only size limit).
+    let mut huge = br#"{"sensor_id":"a","ts":1,"pad":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 64 << 20));
+    huge.extend(br#"","temp":3.5}"#);
+    assert_eq!(ok(&huge).unwrap().features[0], FeatureValue::Value(3.5));
+}
+
+#[test]
+fn kafka_key_and_rfc3339_time() {
+    let dec = Decoder::new(InputSpec {
+        key: KeySource::KafkaKey,
+        time_field: "at".into(),
+        time_format: TimeFormat::Rfc3339,
+        features: vec!["v".into()],
+        passthrough: vec![],
+        max_ahead_ms: None,
+        partition_fields: Vec::new(),
+    });
+    let d = dec
+        .decode(Some(b"k9"), br#"{"at":"2026-11-26T02:00:00.5Z","v":3}"#)
+        .unwrap();
+    assert_eq!(&*d.key, "k9");
+    assert_eq!(d.ts_ms, 1_795_658_400_500);
+    assert_eq!(d.features, vec![FeatureValue::Value(3.0)]);
+    assert_eq!(
+        dec.decode(None, br#"{"at":"2026-11-26T02:00:00Z"}"#),
+        Err(Reject::MissingKey)
+    );
+}
+
+#[test]
+fn integer_keys_are_rendered_in_decimal() {
+    let d = decoder()
+        .decode(None, br#"{"sensor_id":42,"ts":5}"#)
+        .unwrap();
+    assert_eq!(&*d.key, "42");
+}
