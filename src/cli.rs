@@ -395,12 +395,10 @@ fn validate(path: &Path) -> ExitCode {
                     .unwrap_or_default()
             );
             for (k, v) in d.properties.iter().flatten() {
-                let shown = if crate::config::is_secret_property(k) {
-                    "<redacted>".to_string()
-                } else {
-                    v.expose().clone()
-                };
-                println!("  dead-letter property {k} = {shown}");
+                println!(
+                    "  dead-letter property {k} = {}",
+                    crate::secret::printable(k, v)
+                );
             }
             ExitCode::SUCCESS
         }

@@ -40,3 +40,12 @@ pub fn is_secret_property(name: &str) -> bool {
         || n.ends_with(".key.pem")
         || n.contains("sasl.oauthbearer.config")
 }
+
+/// A property's value as it may be printed: `<redacted>` for a secret.
+pub fn printable(name: &str, value: &Sensitive<String>) -> String {
+    if is_secret_property(name) {
+        "<redacted>".to_string()
+    } else {
+        value.expose().clone()
+    }
+}

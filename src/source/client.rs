@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rdkafka::config::ClientConfig;
 
-use crate::secret::{Sensitive, is_secret_property};
+use crate::secret::{Sensitive, printable};
 
 #[derive(Debug, Clone, Default)]
 pub struct KafkaClient {
@@ -43,14 +43,7 @@ impl KafkaClient {
     pub fn printable_properties(&self) -> BTreeMap<&str, String> {
         self.properties
             .iter()
-            .map(|(k, v)| {
-                let shown = if is_secret_property(k) {
-                    "<redacted>".to_string()
-                } else {
-                    v.expose().clone()
-                };
-                (k.as_str(), shown)
-            })
+            .map(|(k, v)| (k.as_str(), printable(k, v)))
             .collect()
     }
 
