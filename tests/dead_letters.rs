@@ -8,73 +8,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::broker::{Broker, free_port};
+use common::broker::{self, Broker, free_port};
 use common::job::{self, Job};
 use common::scrape;
-use rdkafka::Message;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 const EVENTS: u64 = 6_000;
-
-type Raw = (Option<Vec<u8>>, Vec<u8>, BTreeMap<String, String>);
-
-/// Every record of `topic` (all partitions, from the beginning), by (partition, offset).
-fn read_all(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<(i32, i64), Raw> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut ends = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        let (_, hi) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        ends.insert(p, hi);
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("offset");
-    }
-    c.assign(&tpl).expect("assign");
-    let mut out = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ends
-        .iter()
-        .any(|(p, end)| out.keys().filter(|(q, _)| q == p).count() < *end as usize)
-    {
-        assert!(Instant::now() < deadline, "could not read {topic}");
-        let Some(m) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.expect("message");
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.insert(
-            (m.partition(), m.offset()),
-            (
-                m.key().map(<[u8]>::to_vec),
-                m.payload().unwrap_or_default().to_vec(),
-                headers,
-            ),
-        );
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_letter_topic_that_is_down_holds_commits_and_loses_nothing() {
@@ -102,20 +40,7 @@ async fn a_dead_letter_topic_that_is_down_holds_commits_and_loses_nothing() {
     tokio::task::spawn_blocking(move || job::produce(&addr, "dlq-in", EVENTS))
         .await
         .expect("produce");
-    let ends: Vec<(i32, i64)> = {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", input.addr())
-            .create()
-            .expect("consumer");
-        (0..2)
-            .map(|p| {
-                let (_, hi) = c
-                    .fetch_watermarks("dlq-in", p, Duration::from_secs(10))
-                    .expect("watermarks");
-                (p, hi)
-            })
-            .collect()
-    };
+    let ends = broker::end_offsets(&input.addr(), "dlq-in", 2);
 
     // While the dead-letter topic is down, the job retries and the lake does not reach the end.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -165,18 +90,23 @@ async fn a_dead_letter_topic_that_is_down_holds_commits_and_loses_nothing() {
     );
 
     // Every dead letter arrived on the topic, with its raw record and origin.
-    let originals = read_all(&input.addr(), "dlq-in", 2);
-    let letters = read_all(&dlq.addr(), "dead", 1);
+    let originals = broker::read_all(&input.addr(), "dlq-in", 2);
+    let letters = broker::read_all(&dlq.addr(), "dead", 1);
     let mut seen = BTreeMap::new();
-    for (key, value, headers) in letters.values() {
+    for letter in letters.values() {
+        let headers = &letter.headers;
         let p: i32 = headers["normlake.source.partition"]
             .parse()
             .expect("partition");
         let o: i64 = headers["normlake.source.offset"].parse().expect("offset");
         assert_eq!(headers["normlake.source.topic"], "dlq-in");
         assert!(headers.contains_key("normlake.source.timestamp"));
-        let (okey, ovalue, _) = &originals[&(p, o)];
-        assert_eq!((key, value), (okey, ovalue), "raw record of {p}/{o}");
+        let original = &originals[&(p, o)];
+        assert_eq!(
+            (&letter.key, &letter.value),
+            (&original.key, &original.value),
+            "raw record of {p}/{o}"
+        );
         seen.insert((p, o), headers["normlake.reason"].clone());
     }
     assert_eq!(seen, want.dead, "each rejected record, with its reason");

@@ -5,13 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::broker::Broker;
+use common::broker::{self, Broker};
 use common::{golden, golden_config, golden_mismatch, lake, produce_golden};
 use normlake::config::Config;
 use normlake::pipeline::{self, RunOptions};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 fn bounded() -> RunOptions {
     RunOptions {
@@ -39,26 +36,10 @@ async fn run_case(
 }
 
 fn committed(broker: &Broker, topic: &str, group: &str) -> Vec<i64> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, 0);
-    tpl.add_partition(topic, 1);
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            other => panic!(
-                "partition {} has no committed offset: {other:?}",
-                e.partition()
-            ),
-        })
+    broker::committed_offsets(&broker.addr(), group, topic, 2)
+        .into_iter()
+        .enumerate()
+        .map(|(p, o)| o.unwrap_or_else(|| panic!("partition {p} has no committed offset")))
         .collect()
 }
 

@@ -8,10 +8,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::broker::Broker;
+use common::broker::{self, Broker};
 use common::job::{self, Job};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// A small deterministic generator for kill moments; the seed is printed for reproduction.
 struct Lcg(u64);
@@ -33,23 +31,6 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n.max(1)
     }
-}
-
-fn end_offsets(broker: &Broker, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .expect("consumer");
-    (0..partitions)
-        .map(|p| {
-            (
-                p,
-                c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .expect("watermarks")
-                    .1,
-            )
-        })
-        .collect()
 }
 
 /// Sum of the newest commit sequence numbers of a lake's partitions.
@@ -201,7 +182,7 @@ async fn rebalance_with_a_killed_member_and_a_late_joiner_changes_nothing() {
     // member's partitions to the live members, which recover them from the lake.
     std::thread::sleep(Duration::from_secs(12));
     members.push(Job::start(&cfg, false, &s.log("group")));
-    let ends = end_offsets(&s.broker, &s.topic, 6);
+    let ends = broker::end_offsets(&s.broker.addr(), &s.topic, 6);
     let waited = std::panic::catch_unwind(|| {
         job::wait_committed(&s.lake("group"), &s.topic, &ends, Duration::from_secs(240))
     });
@@ -284,7 +265,7 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
         "the failure is reported"
     );
     std::fs::remove_file(&day_dir).expect("unblock");
-    let ends = end_offsets(&s.broker, &s.topic, 4);
+    let ends = broker::end_offsets(&s.broker.addr(), &s.topic, 4);
     let t0 = Instant::now();
     job::wait_committed(&lake, &s.topic, &ends, Duration::from_secs(240));
     eprintln!("recovered and caught up in {:?}", t0.elapsed());

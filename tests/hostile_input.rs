@@ -5,12 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use common::broker::Broker;
+use common::broker::{self, Broker};
 use common::job;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
@@ -126,29 +123,25 @@ async fn each_hostile_input_class_has_its_outcome() {
             Outcome::Dead("time_out_of_range"),
         ),
     ];
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .set("message.max.bytes", "16000000")
-        .create()
-        .expect("producer");
-    for (i, (key, value, _)) in cases.iter().enumerate() {
-        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("hostile")
-            .partition(0)
-            // The Kafka time of every record is the first event time (the producer's clock).
-            .timestamp(TS);
-        if let Some(k) = key {
-            rec = rec.key(k.as_slice());
-        }
-        if let Some(v) = value {
-            rec = rec.payload(v.as_slice());
-        }
-        let d = producer
-            .send(rec, Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce case {i}: {e}"));
-        assert_eq!((d.partition, d.offset), (0, i as i64));
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
+    // The Kafka time of every record is the first event time (the producer's clock).
+    let records: Vec<broker::Record> = cases
+        .iter()
+        .map(|(key, value, _)| broker::Record {
+            partition: 0,
+            key: key.clone(),
+            value: value.clone(),
+            timestamp: Some(TS),
+        })
+        .collect();
+    let offsets = broker::produce_with(
+        &broker.addr(),
+        "hostile",
+        &records,
+        &[("message.max.bytes", "16000000")],
+    )
+    .await;
+    let want: Vec<(i32, i64)> = (0..cases.len() as i64).map(|i| (0, i)).collect();
+    assert_eq!(offsets, want);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("lake");

@@ -8,12 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use common::broker::Broker;
+use common::broker::{self, Broker};
 use common::job;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// 2026-11-18T15:30Z: the 19th in Tokyo.
 const TS: i64 = 1_795_015_800_000;
@@ -49,28 +46,21 @@ async fn hostile_partition_values_stay_inside_the_table() {
         (None, Some("site=__HIVE_DEFAULT_PARTITION__")),
         (Some(long.as_str()), None),
     ];
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .expect("producer");
-    for (i, (site, _)) in sites.iter().enumerate() {
-        let site_field = site
-            .map(|s| format!(",\"site\":{}", serde_json::to_string(s).expect("json")))
-            .unwrap_or_default();
-        let value = format!(
-            r#"{{"sensor_id":"k{i}","ts":{},"temp":1.5,"hum":2.5,"pres":3.5{site_field}}}"#,
-            TS + i as i64
-        );
-        producer
-            .send(
-                FutureRecord::<(), str>::to("parts")
-                    .partition(0)
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-    }
+    let records: Vec<broker::Record> = sites
+        .iter()
+        .enumerate()
+        .map(|(i, (site, _))| {
+            let site_field = site
+                .map(|s| format!(",\"site\":{}", serde_json::to_string(s).expect("json")))
+                .unwrap_or_default();
+            let value = format!(
+                r#"{{"sensor_id":"k{i}","ts":{},"temp":1.5,"hum":2.5,"pres":3.5{site_field}}}"#,
+                TS + i as i64
+            );
+            broker::Record::value(0, value)
+        })
+        .collect();
+    broker::produce(&broker.addr(), "parts", &records).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("lake");

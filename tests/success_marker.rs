@@ -5,32 +5,25 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::broker::Broker;
+use common::broker::{self, Broker};
 use common::job;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// 2026-11-18T10:00:00Z.
 const T0: i64 = 1_794_996_000_000;
 const MINUTE: i64 = 60_000;
 
-async fn produce(p: &FutureProducer, partition: i32, minutes: std::ops::Range<i64>) {
-    for m in minutes {
-        let value = format!(
-            r#"{{"sensor_id":"s{partition}","ts":{},"temp":{m},"hum":1,"pres":2}}"#,
-            T0 + m * MINUTE
-        );
-        p.send(
-            FutureRecord::<(), str>::to("markers")
-                .partition(partition)
-                .payload(&value),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-    }
+async fn produce(brokers: &str, partition: i32, minutes: std::ops::Range<i64>) {
+    let records: Vec<broker::Record> = minutes
+        .map(|m| {
+            let value = format!(
+                r#"{{"sensor_id":"s{partition}","ts":{},"temp":{m},"hum":1,"pres":2}}"#,
+                T0 + m * MINUTE
+            );
+            broker::Record::value(partition, value)
+        })
+        .collect();
+    broker::produce(brokers, "markers", &records).await;
 }
 
 fn complete(root: &Path, hour: &str) -> bool {
@@ -48,10 +41,6 @@ fn files(root: &Path, hour: &str) -> usize {
 async fn success_appears_exactly_when_the_watermark_passes() {
     let broker = Broker::start();
     broker.create_topic("markers", 2).await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .expect("producer");
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("lake");
     let cfg = job::write_config(
@@ -62,8 +51,8 @@ async fn success_appears_exactly_when_the_watermark_passes() {
     let run = |n: u32| job::run_to_end(&cfg, &dir.path().join(format!("run{n}.log")));
 
     // Partition 0 reaches 12:29, partition 1 only 11:09: the lake's watermark is 11:08:55.
-    produce(&producer, 0, 0..150).await;
-    produce(&producer, 1, 0..70).await;
+    produce(&broker.addr(), 0, 0..150).await;
+    produce(&broker.addr(), 1, 0..70).await;
     run(1);
     assert!(
         complete(&root, "10"),
@@ -76,14 +65,14 @@ async fn success_appears_exactly_when_the_watermark_passes() {
     assert!(!complete(&root, "12"));
 
     // Partition 1 catches up to 12:39; partition 0 now holds the watermark at 12:28:55.
-    produce(&producer, 1, 70..160).await;
+    produce(&broker.addr(), 1, 70..160).await;
     run(2);
     assert!(complete(&root, "11"));
     assert!(!complete(&root, "12"), "partition 0 has not passed 13:00");
 
     // A late event for the complete hour 10 is a dead letter, not a new file there.
     let before = files(&root, "10");
-    produce(&producer, 0, 30..31).await;
+    produce(&broker.addr(), 0, 30..31).await;
     run(3);
     assert_eq!(
         files(&root, "10"),

@@ -14,13 +14,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::broker::Broker;
+use common::broker::{self, Broker};
 use common::job::{self, Job};
 use common::lake;
 use normlake::pipeline::{PipelineError, RunOptions};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 
 /// Every published file of the lake with its bytes.
@@ -36,23 +33,6 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
 
 fn table_rows(root: &Path) -> usize {
     lake::file_rows(&root.join("t")).values().sum()
-}
-
-async fn delete_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let res = admin
-        .delete_topics(
-            &[topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("delete topics");
-    for r in res {
-        r.unwrap_or_else(|(t, e)| panic!("delete topic {t}: {e}"));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,7 +54,7 @@ async fn a_recreated_topic_stops_the_job_or_starts_a_new_lineage() {
     let rows_before = table_rows(&root);
     assert!(rows_before > 1900, "{rows_before} rows");
 
-    delete_topic(&addr, "reset").await;
+    broker::delete_topic(&addr, "reset").await;
     broker.create_topic("reset", 1).await;
     let a = addr.clone();
     tokio::task::spawn_blocking(move || job::produce_from(&a, "reset", 5000, 500, 64))

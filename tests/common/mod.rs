@@ -9,45 +9,17 @@ pub mod lake;
 pub mod s3;
 pub mod scrape;
 
-use std::time::Duration;
-
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-
 /// Produce the golden records to their partitions in order and check that every record got
 /// the offset the golden files name.
 pub async fn produce_golden(brokers: &str, topic: &str) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "1")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    let records = golden::records();
-    let mut pending = Vec::new();
-    for r in &records {
-        let rec = FutureRecord::to(topic)
-            .partition(r.partition)
-            .key(&r.key)
-            .payload(&r.value);
-        let fut = producer
-            .send_result(rec)
-            .unwrap_or_else(|(e, _)| panic!("enqueue {}/{}: {e}", r.partition, r.offset));
-        pending.push((r.partition, r.offset, fut));
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-    for (p, o, fut) in pending {
-        let delivery = fut
-            .await
-            .expect("delivery report")
-            .unwrap_or_else(|(e, _)| panic!("deliver {p}/{o}: {e}"));
-        assert_eq!(
-            (delivery.partition, delivery.offset),
-            (p, o),
-            "the broker must assign the golden offsets"
-        );
-    }
+    let golden = golden::records();
+    let records: Vec<broker::Record> = golden
+        .iter()
+        .map(|r| broker::Record::keyed(r.partition, r.key.clone(), r.value.clone()))
+        .collect();
+    let got = broker::produce(brokers, topic, &records).await;
+    let want: Vec<(i32, i64)> = golden.iter().map(|r| (r.partition, r.offset)).collect();
+    assert_eq!(got, want, "the broker must assign the golden offsets");
 }
 
 /// A normlake configuration for `topic` on `brokers` with a golden case's normalization.
