@@ -314,17 +314,8 @@ async fn generate(opts: GenerateOptions) -> Result<(), Failed> {
 pub fn ddl(c: &Config, location: Option<String>) -> Result<String, crate::lake::LakeError> {
     let layout = c.lake.layout()?;
     let location = location.unwrap_or_else(|| layout.location());
-    let table = c.table();
-    let partition_columns = table.partition_columns();
-    let mut text = crate::lake::hive_ddl(
-        &table.name,
-        &table.hive_columns(),
-        &partition_columns,
-        &location,
-    );
-    text +=
-        &crate::lake::hive_add_partitions(&table.name, &layout.table_files()?, &partition_columns);
-    Ok(text)
+    let table = c.table().hive(&location);
+    Ok(table.ddl() + &table.add_partitions_sql(&layout.table_files()?))
 }
 
 /// The Trino DDL for a configuration (a partition sync registers the partitions present).
@@ -337,14 +328,7 @@ pub fn trino_ddl(
         Some(l) => l,
         None => c.lake.layout()?.location(),
     };
-    let table = c.table();
-    Ok(crate::lake::trino_ddl(
-        schema,
-        &table.name,
-        &table.hive_columns(),
-        &table.partition_columns(),
-        &location,
-    ))
+    Ok(c.table().hive(&location).trino_ddl(schema))
 }
 
 fn validate(path: &Path) -> ExitCode {

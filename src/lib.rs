@@ -37,6 +37,7 @@ pub mod decode;
 pub mod demo;
 pub mod generate;
 pub mod lake;
+pub mod metastore;
 pub mod normalize;
 pub mod partition_value;
 pub mod pipeline;

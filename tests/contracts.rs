@@ -71,8 +71,13 @@ fn ddl_lists_partitions_present_in_the_lake() {
     std::fs::write(part.join(".part-x-0-3.tmp"), b"partial").expect("write");
     let layout = normlake::lake::Layout::new(dir.path().to_str().expect("utf-8"), "t");
     let files = layout.table_files().expect("list");
-    let text =
-        normlake::lake::hive_add_partitions("t", &files, &["dt".to_string(), "hr".to_string()]);
+    let table = normlake::lake::HiveTable {
+        name: "t".into(),
+        columns: vec![("key".into(), "STRING".into())],
+        partition_columns: vec!["dt".into(), "hr".into()],
+        location: "file:///l".into(),
+    };
+    let text = table.add_partitions_sql(&files);
     assert_eq!(
         text,
         "ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-26', `hr`='02');\n"

@@ -444,23 +444,22 @@ fn the_dashboard_queries_only_metrics_normlake_exports() {
 }
 
 #[test]
-fn trino_gets_the_table_normlake_ddl_prints() {
+fn the_job_registers_its_table_in_the_metastore_trino_reads() {
     let (c, _) = compose();
     let (_, cfg, _) = stack_config(&c);
+    let m = cfg.lake.metastore.as_ref().expect("[lake.metastore]");
+    assert_eq!(m.uri.list(), ["thrift://hive-metastore:9083"]);
+    assert!(c.services.0.contains_key("hive-metastore"));
     let location = format!(
         "s3a://{}/{}",
         cfg.lake.root.trim_start_matches("s3://"),
         cfg.lake.table
     );
-    let want = normlake::cli::trino_ddl(&cfg, "default", Some(location)).expect("ddl");
-    let shipped = read(&deploy().join("trino/sensors.sql"));
-    assert_eq!(
-        shipped, want,
-        "deploy/trino/sensors.sql is stale: regenerate it with `normlake ddl --dialect trino --config deploy/stack/normlake.toml --location s3a://lake/warehouse/sensors`"
+    assert_eq!(m.location.as_deref(), Some(location.as_str()));
+    assert!(
+        !c.services.0.contains_key("trino-sync"),
+        "no polling loop: the job registers partitions itself"
     );
-    assert!(shipped.contains("partitioned_by = ARRAY['dt', 'hr']"));
-    let sync = read(&deploy().join("trino/sync-partitions.sh"));
-    assert!(sync.contains("/sql/sensors.sql") && sync.contains("sync_partition_metadata"));
     let catalog = read(&deploy().join("trino/catalog/lake.properties"));
     assert!(catalog.contains("connector.name=hive"));
     assert!(catalog.contains("thrift://hive-metastore:9083"));

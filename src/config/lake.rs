@@ -102,6 +102,8 @@ pub struct LakeConfig {
     /// Connection settings when `root` is `s3://bucket[/prefix]`.
     #[serde(default)]
     pub s3: S3Options,
+    /// Register the table and its partitions in a Hive Metastore.
+    pub metastore: Option<super::MetastoreSection>,
 }
 
 impl LakeConfig {
@@ -297,6 +299,7 @@ pub(super) fn validate_lake(l: &LakeConfig, c: &mut Collector) {
     if l.rolling.max_open_files == 0 {
         c.err("lake.rolling.max_open_files", "must be at least 1");
     }
+    super::metastore::validate_metastore(l, c);
 }
 
 fn validate_s3(l: &LakeConfig, c: &mut Collector) {

@@ -23,6 +23,7 @@ use crate::normalize::{Degenerate, LatePolicy, Plan, TimeMode};
 mod interpolate;
 mod kafka;
 mod lake;
+mod metastore;
 mod plan;
 mod table;
 mod values;
@@ -37,6 +38,7 @@ pub use lake::{
     StatisticsLevel, SuccessMarkerSection,
 };
 use lake::{build_partitioning, validate_lake};
+pub use metastore::{MetastoreSection, Uris};
 use plan::build_plan;
 pub use values::{ByteSize, HumanDuration};
 
@@ -72,6 +74,9 @@ struct TimeSection {
     /// bad clock cannot move the watermark years ahead and make every later event late.
     #[serde(default = "defaults::max_ahead")]
     max_ahead: HumanDuration,
+    /// An input partition with no record for this long stops holding back the table's
+    /// completion (`_SUCCESS`, `on_complete` registration); it rejoins with its next record.
+    idle_timeout: Option<HumanDuration>,
 }
 
 impl Default for TimeSection {
@@ -83,6 +88,7 @@ impl Default for TimeSection {
             max_disorder: None,
             idle_ttl: None,
             max_ahead: defaults::max_ahead(),
+            idle_timeout: None,
         }
     }
 }
@@ -194,6 +200,8 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     pub memory: MemoryConfig,
     pub partitioning: Partitioning,
+    /// `[time] idle_timeout`: see `TimeSection`.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// One problem in the configuration, at a field path.
@@ -401,6 +409,10 @@ impl Config {
             (Some(l), Some(i)) => build_partitioning(&l.partitioning, i, &mut c),
             _ => None,
         };
+        let idle_timeout = time.as_ref().and_then(|t| t.idle_timeout).map(|d| d.0);
+        if idle_timeout.is_some_and(|d| d.is_zero()) {
+            c.err("time.idle_timeout", "must be longer than zero");
+        }
         let plan = match (&input, time, norms, layer) {
             (Some(i), Some(t), Some(n), Some(l)) => build_plan(i, t, n, l, &mut c),
             _ => None,
@@ -422,6 +434,7 @@ impl Config {
                 dead_letter,
                 memory,
                 partitioning,
+                idle_timeout,
             }),
             _ => Err(ConfigErrors(c.0)),
         }

@@ -54,6 +54,10 @@ pub struct CommitRecord {
     /// File names carry it, so a new lineage never overwrites an old one's files.
     #[serde(default)]
     pub lineage: u32,
+    /// The partition had no record for the configured idle timeout when this was committed:
+    /// it does not hold back the lake's watermark until a later commit says otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idle: bool,
 }
 
 impl CommitRecord {
@@ -71,6 +75,7 @@ impl CommitRecord {
             committed_at_ms: 0,
             watermark_ms: None,
             lineage: 0,
+            idle: false,
         }
     }
 }
@@ -172,18 +177,24 @@ pub fn newest_records(layout: &Layout) -> Result<Vec<CommitRecord>, CommitError>
     Ok(out)
 }
 
-/// The lake's watermark: the smallest watermark in the newest commit record of every input
-/// partition that has one, from every instance writing the table. `None` while any of them
-/// has none.
+/// The lake's watermark, from the newest commit record of every input partition, whichever
+/// instance wrote it (see [`watermark_of`]). `None` while an active partition has none.
 pub fn lake_watermark(layout: &Layout) -> Result<Option<i64>, CommitError> {
-    let mut lowest: Option<i64> = None;
-    for rec in newest_records(layout)? {
-        match rec.watermark_ms {
-            Some(w) => lowest = Some(lowest.map_or(w, |l| l.min(w))),
-            None => return Ok(None),
-        }
+    Ok(watermark_of(&newest_records(layout)?))
+}
+
+/// The watermark of a table's input partitions, from their newest records: the smallest of
+/// the active ones (a partition without a watermark yet holds everything back), or, when
+/// every partition is idle, the largest.
+pub fn watermark_of(records: &[CommitRecord]) -> Option<i64> {
+    let active: Vec<&CommitRecord> = records.iter().filter(|r| !r.idle).collect();
+    if active.is_empty() {
+        return records.iter().filter_map(|r| r.watermark_ms).max();
     }
-    Ok(lowest)
+    active
+        .iter()
+        .map(|r| r.watermark_ms)
+        .try_fold(i64::MAX, |low, w| w.map(|w| low.min(w)))
 }
 
 /// Commit one roll: checkpoint, record (the commit point), publishing, clean-up. The

@@ -13,6 +13,7 @@
 //! rows lands on the same name.
 
 pub mod commit;
+pub mod hive;
 pub mod marker;
 pub mod partition;
 pub mod store;
@@ -22,6 +23,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use hive::{HivePartition, HiveTable};
 pub use store::Store;
 
 /// Failures placing files in the lake.
@@ -45,6 +47,8 @@ pub enum LakeError {
     },
     #[error("lake root {root}: {message}")]
     Config { root: String, message: String },
+    #[error("{key} is not a readable Parquet file: {message}")]
+    NotParquet { key: String, message: String },
 }
 
 /// An input partition, as the lake names its commit log and files: (stream, partition). The
@@ -135,6 +139,24 @@ impl Layout {
         Ok(dirs)
     }
 
+    /// The published data files of one partition directory (relative to the table), with
+    /// their sizes: (key, bytes).
+    pub fn data_files_in(&self, rel_dir: &str) -> Result<Vec<(String, u64)>, LakeError> {
+        let prefix = format!("{}/", self.table);
+        let dir = format!("{}/{rel_dir}", self.table);
+        Ok(self
+            .store
+            .list_sized(&dir)?
+            .into_iter()
+            .filter(|(key, _)| {
+                key.strip_prefix(&prefix)
+                    .and_then(|rel| rel.rsplit_once('/'))
+                    .is_some_and(|(d, _)| d == rel_dir)
+                    && key.strip_prefix(&prefix).is_some_and(is_published_data)
+            })
+            .collect())
+    }
+
     /// File name for rows of `stream`/`partition` whose offsets span `first..=last`. A
     /// partition's later lineage (a recreated topic read again from its start) is named in
     /// the file, so its offsets never collide with an earlier lineage's.
@@ -215,116 +237,27 @@ pub fn rename_durably(tmp: &Path, dest: &Path) -> Result<(), LakeError> {
     Ok(())
 }
 
-/// `CREATE EXTERNAL TABLE` for the table with its partition columns (all `STRING`).
-pub fn hive_ddl(
-    table: &str,
-    columns: &[(String, &str)],
-    partition_columns: &[String],
-    location: &str,
-) -> String {
-    let cols: Vec<String> = columns
-        .iter()
-        .map(|(n, t)| format!("  `{n}` {t}"))
-        .collect();
-    let parts: Vec<String> = partition_columns
-        .iter()
-        .map(|n| format!("`{n}` STRING"))
-        .collect();
-    let partitioned = if parts.is_empty() {
-        String::new()
-    } else {
-        format!("PARTITIONED BY ({})\n", parts.join(", "))
+/// The number of rows of the Parquet file `key` of `size` bytes, from its footer alone.
+pub fn parquet_rows(store: &Store, key: &str, size: u64) -> Result<u64, LakeError> {
+    let bad = |what: &str| LakeError::NotParquet {
+        key: key.to_string(),
+        message: what.to_string(),
     };
-    format!(
-        "CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` (\n{}\n)\n{partitioned}STORED AS PARQUET\nLOCATION '{location}';\n",
-        cols.join(",\n")
-    )
-}
-
-/// The same table for Trino's Hive connector: `CREATE TABLE … WITH (external_location …)`,
-/// partition columns last (Trino's rule), then a partition sync that registers every partition
-/// directory present (run it again to pick up new ones).
-pub fn trino_ddl(
-    schema: &str,
-    table: &str,
-    columns: &[(String, &str)],
-    partition_columns: &[String],
-    location: &str,
-) -> String {
-    let trino_type = |hive: &str| match hive {
-        "STRING" => "varchar",
-        "TIMESTAMP" => "timestamp(3)",
-        "INT" => "integer",
-        "BIGINT" => "bigint",
-        "DOUBLE" => "double",
-        _ => "varbinary",
-    };
-    let mut cols: Vec<String> = columns
-        .iter()
-        .map(|(n, t)| format!("  \"{n}\" {}", trino_type(t)))
-        .collect();
-    cols.extend(
-        partition_columns
-            .iter()
-            .map(|n| format!("  \"{n}\" varchar")),
-    );
-    let mut with = vec![
-        format!("  external_location = '{}'", location.replace('\'', "''")),
-        "  format = 'PARQUET'".to_string(),
-    ];
-    if !partition_columns.is_empty() {
-        let names: Vec<String> = partition_columns.iter().map(|n| format!("'{n}'")).collect();
-        with.push(format!("  partitioned_by = ARRAY[{}]", names.join(", ")));
+    if size < 12 {
+        return Err(bad("too short for a Parquet file"));
     }
-    let mut text = format!(
-        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";\nCREATE TABLE IF NOT EXISTS \"{schema}\".\"{table}\" (\n{}\n)\nWITH (\n{}\n);\n",
-        cols.join(",\n"),
-        with.join(",\n")
-    );
-    if !partition_columns.is_empty() {
-        text += &format!("CALL system.sync_partition_metadata('{schema}', '{table}', 'FULL');\n");
+    let tail = store.get_range(key, size - 8..size)?;
+    if &tail[4..] != b"PAR1" {
+        return Err(bad("no Parquet magic at the end"));
     }
-    text
-}
-
-/// `ALTER TABLE … ADD PARTITION` for every partition directory holding data (`files` are
-/// relative to the table's directory), with values unescaped (Hive escapes them again for the
-/// path) and quotes doubled for SQL.
-pub fn hive_add_partitions(table: &str, files: &[String], partition_columns: &[String]) -> String {
-    if partition_columns.is_empty() {
-        return String::new();
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 12 > size {
+        return Err(bad("a footer longer than the file"));
     }
-    let mut parts: Vec<Vec<String>> = files
-        .iter()
-        .filter_map(|f| {
-            let (dir, _) = f.rsplit_once('/')?;
-            let segs: Vec<&str> = dir.split('/').collect();
-            (segs.len() == partition_columns.len()).then_some(())?;
-            segs.iter()
-                .zip(partition_columns)
-                .map(|(seg, col)| {
-                    let v = seg.strip_prefix(col.as_str())?.strip_prefix('=')?;
-                    Some(partition::unescape(v).replace('\'', "''"))
-                })
-                .collect()
-        })
-        .collect();
-    parts.sort();
-    parts.dedup();
-    parts
-        .iter()
-        .map(|values| {
-            let spec: Vec<String> = partition_columns
-                .iter()
-                .zip(values)
-                .map(|(c, v)| format!("`{c}`='{v}'"))
-                .collect();
-            format!(
-                "ALTER TABLE `{table}` ADD IF NOT EXISTS PARTITION ({});\n",
-                spec.join(", ")
-            )
-        })
-        .collect()
+    let footer = store.get_range(key, size - 8 - len..size - 8)?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer)
+        .map_err(|e| bad(&e.to_string()))?;
+    Ok(meta.file_metadata().num_rows().max(0) as u64)
 }
 
 /// Every published Parquet file under the local directory `dir`, recursively (hidden and
@@ -341,31 +274,6 @@ pub fn list_parquet(dir: &Path) -> Result<Vec<PathBuf>, LakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ddl_lists_partitions_unescaped_and_quoted() {
-        let cols = vec!["dt".to_string(), "site".to_string()];
-        let files: Vec<String> = [
-            "dt=2026-11-27/site=a%2Fb/part-t-0-0-0.parquet",
-            "dt=2026-11-27/site=a%2Fb/part-t-0-1-1.parquet",
-            "dt=2026-11-27/site=o'k/part-t-0-0-0.parquet",
-            "dt=2026-11-28/site=x/part-t-0-0-0.parquet",
-            "dt=2026-11-28/part-t-0-0-0.parquet",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let text = hive_add_partitions("t", &files, &cols);
-        assert_eq!(
-            text,
-            "ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-27', `site`='a/b');\n\
-             ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-27', `site`='o''k');\n\
-             ALTER TABLE `t` ADD IF NOT EXISTS PARTITION (`dt`='2026-11-28', `site`='x');\n"
-        );
-        let ddl = hive_ddl("t", &[("key".into(), "STRING")], &cols, "file:///l");
-        assert!(ddl.contains("PARTITIONED BY (`dt` STRING, `site` STRING)"));
-        assert!(!hive_ddl("t", &[], &[], "file:///l").contains("PARTITIONED"));
-    }
 
     #[test]
     fn file_names_carry_origin() {

@@ -331,6 +331,27 @@ impl Store {
         }
     }
 
+    /// The bytes `range` of an object.
+    pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, LakeError> {
+        match &*self.backend {
+            Backend::Local { root } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let p = root.join(key);
+                let mut f = File::open(&p).map_err(io_err(&p))?;
+                f.seek(SeekFrom::Start(range.start)).map_err(io_err(&p))?;
+                let mut buf = vec![0; (range.end - range.start) as usize];
+                f.read_exact(&mut buf).map_err(io_err(&p))?;
+                Ok(buf)
+            }
+            Backend::Object(o) => {
+                let path = o.path(key)?;
+                o.block(async { o.store.get_range(&path, range).await })
+                    .map(|b| b.to_vec())
+                    .map_err(store_err("read", key))
+            }
+        }
+    }
+
     pub fn exists(&self, key: &str) -> Result<bool, LakeError> {
         match &*self.backend {
             Backend::Local { root } => {

@@ -77,22 +77,21 @@ impl Processor {
                     m.unmarked.remove(&dir);
                     self.metrics.partitions_complete.inc();
                     tracing::info!(partition = %dir, watermark, "partition complete: _SUCCESS written");
+                    if let Some(r) = &self.registrar {
+                        r.complete(&dir);
+                    }
                 }
                 Err(e) => tracing::warn!(partition = %dir, error = %e, "cannot write _SUCCESS"),
             }
         }
     }
 
-    /// Note the partition directories a commit published (dead-letter files are not in one).
-    pub(super) fn published(&mut self, files: &[(String, String)]) {
+    /// Note the partition directories (relative to the table) a commit published into.
+    pub(super) fn published(&mut self, dirs: &[String]) {
         let Some(m) = &mut self.markers else { return };
-        let prefix = format!("{}/", self.layout.table_key());
-        for (_, dest) in files {
-            let Some((rel, _)) = dest.strip_prefix(&prefix).and_then(|r| r.rsplit_once('/')) else {
-                continue;
-            };
-            if let Some(end) = m.partitioning.bucket_end_of(rel) {
-                m.unmarked.insert(rel.to_string(), end);
+        for dir in dirs {
+            if let Some(end) = m.partitioning.bucket_end_of(dir) {
+                m.unmarked.insert(dir.clone(), end);
             }
         }
     }

@@ -19,6 +19,7 @@ mod checkpoint;
 mod markers;
 mod ownership;
 mod progress;
+mod registration;
 mod roll;
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,8 @@ pub enum PipelineError {
     Incomplete(usize),
     #[error("the processor thread failed: {0}")]
     Processor(String),
+    #[error("the metastore registrar cannot start: {0}")]
+    Registrar(String),
     #[error(
         "shutdown did not finish within the grace period of {0:?}; committed data is safe, the rest is read again on restart"
     )]
@@ -232,6 +235,10 @@ pub struct Processor {
     /// Times of rows not yet committed, per input partition, for the latency figures:
     /// (event time, Kafka time, received), Unix ms.
     received: HashMap<PartitionId, Vec<[i64; 3]>>,
+    /// Registration in the Hive Metastore, when configured.
+    registrar: Option<crate::metastore::Registrar>,
+    /// `[time] idle_timeout`.
+    idle_timeout: Option<Duration>,
 }
 
 /// Decode an admitted record and hand its event to the partition's normalization; emitted
@@ -279,6 +286,7 @@ impl Processor {
         let layout = cfg.lake.layout()?;
         let dead = crate::dead_letter::open(cfg, &layout, &table.props, &metrics)?;
         let sink = Sink::new(layout.clone(), &table);
+        let registrar = registration::start(cfg, &table, &layout, &metrics)?;
         Ok(Processor {
             decoder: Decoder::new(cfg.input.clone()),
             dead,
@@ -304,6 +312,8 @@ impl Processor {
             on_offset_reset: cfg.kafka.on_offset_reset,
             on_data_loss: cfg.kafka.on_data_loss,
             received: HashMap::new(),
+            registrar,
+            idle_timeout: cfg.idle_timeout,
         })
     }
 
@@ -351,6 +361,7 @@ impl Processor {
                     self.finish_all(now)?;
                     self.commit_all_and_confirm()?;
                     self.mark_complete_partitions(None);
+                    self.finish_registration();
                     let failed = self.parts.values().filter(|p| p.is_failed()).count();
                     if failed > 0 {
                         return Err(PipelineError::Incomplete(failed));
@@ -360,10 +371,12 @@ impl Processor {
                 SourceEvent::Stop => {
                     self.commit_all_and_confirm()?;
                     self.mark_complete_partitions(None);
+                    self.finish_registration();
                     return Ok(self.summary());
                 }
             }
             self.roll_due(now);
+            self.idle_partitions(now);
             self.retry_failed(now);
             self.enforce_budget(now);
             self.mark_complete_partitions(Some(now));
@@ -379,7 +392,15 @@ impl Processor {
         for key in self.parts.keys().cloned().collect::<Vec<_>>() {
             self.roll(&key)?;
         }
+        self.finish_registration();
         Ok(self.summary())
+    }
+
+    /// Give the metastore a last chance at what is pending (the next start registers the rest).
+    fn finish_registration(&mut self) {
+        if let Some(r) = self.registrar.take() {
+            r.finish(registration::FINISH_WITHIN);
+        }
     }
 
     /// Each record of a chunk: admission (exactly once, in offset order), decode, normalize,

@@ -49,6 +49,10 @@ pub struct PartitionProgress {
     min_generation: u64,
     /// The input partition's incarnation (see `CommitRecord::lineage`).
     pub lineage: u32,
+    /// When it last had a record (or was taken on).
+    active_at: Instant,
+    /// It had no record for the idle timeout, and has had none since.
+    idle: bool,
 }
 
 impl PartitionProgress {
@@ -64,6 +68,8 @@ impl PartitionProgress {
             seeking: None,
             min_generation: 0,
             lineage: 0,
+            active_at: Instant::now(),
+            idle: false,
         }
     }
 
@@ -115,6 +121,8 @@ impl PartitionProgress {
         }
         self.next = Some(offset + 1);
         self.dirty_since.get_or_insert(now);
+        self.active_at = now;
+        self.idle = false;
         Admit::Take
     }
 
@@ -175,6 +183,25 @@ impl PartitionProgress {
             && self
                 .dirty_since
                 .is_some_and(|t| now.saturating_duration_since(t) >= max_age)
+    }
+
+    /// Whether it has had no record for `timeout` and is not marked idle yet. A partition that
+    /// never read anything has no commit to mark.
+    pub fn idle_due(&self, now: Instant, timeout: Duration) -> bool {
+        !self.idle
+            && self.failed.is_none()
+            && self.next.is_some()
+            && now.saturating_duration_since(self.active_at) >= timeout
+    }
+
+    /// Mark it idle; the mark is progress to commit.
+    pub fn go_idle(&mut self, now: Instant) {
+        self.idle = true;
+        self.dirty_since.get_or_insert(now);
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.idle
     }
 
     /// The lake commit `seq` made everything below `next` durable.
@@ -281,5 +308,24 @@ mod tests {
         p.committed(4, 11);
         assert_eq!((p.seq, p.committed, p.to_commit()), (4, Some(11), None));
         assert!(!p.commit_due(t0 + age, age));
+    }
+
+    #[test]
+    fn a_partition_without_records_goes_idle_once_and_a_record_wakes_it() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(5);
+        let mut p = at(10);
+        p.active_at = t0;
+        assert!(!p.idle_due(t0 + Duration::from_secs(4), timeout));
+        assert!(p.idle_due(t0 + timeout, timeout));
+        p.go_idle(t0 + timeout);
+        assert!(p.is_idle());
+        assert_eq!(p.to_commit(), Some(10), "the idle mark is committed");
+        p.committed(4, 10);
+        assert!(!p.idle_due(t0 + timeout * 3, timeout), "idle once");
+        assert_eq!(p.admit(10, 0, t0 + timeout * 3), Admit::Take);
+        assert!(!p.is_idle());
+        assert!(!p.idle_due(t0 + timeout * 3, timeout));
+        assert!(!PartitionProgress::fresh().idle_due(Instant::now() + timeout, timeout));
     }
 }

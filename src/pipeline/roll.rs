@@ -32,6 +32,30 @@ impl Processor {
         }
     }
 
+    /// Input partitions with no record for the idle timeout commit once more, marked idle, so
+    /// they stop holding back the lake's watermark (and so completion). Their next record
+    /// makes them active again, and their next commit says so.
+    pub(super) fn idle_partitions(&mut self, now: Instant) {
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        let due: Vec<PartitionId> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.idle_due(now, timeout))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(p) = self.parts.get_mut(&key) {
+                p.go_idle(now);
+            }
+            tracing::info!(topic = %key.0, partition = key.1, ?timeout, "input partition idle: it no longer holds back completion");
+            if let Err(e) = self.roll(&key) {
+                self.failed(&key, &e.to_string(), now);
+            }
+        }
+    }
+
     /// Seal and commit one partition's files and state, then request the group commit.
     pub(super) fn roll(&mut self, key: &PartitionId) -> Result<(), PipelineError> {
         // A failed partition's uncommitted work was abandoned: committing its position would
@@ -65,12 +89,17 @@ impl Processor {
             committed_at_ms: unix_ms(),
             watermark_ms: Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN),
             lineage: part.lineage,
+            idle: part.is_idle(),
             ..CommitRecord::new(&key.0, key.1, seq, next)
         };
         lake_commit::commit(&self.layout, record, &mut |w| {
             checkpoint::write(&self.shape, next, &part.norm, w)
         })?;
-        self.published(&sealed.files);
+        let dirs = super::registration::partition_dirs(&self.layout, &sealed.files);
+        self.published(&dirs);
+        if let Some(r) = &self.registrar {
+            r.published(dirs);
+        }
         if sealed.rows_after_complete > 0 {
             self.metrics
                 .rows_after_complete

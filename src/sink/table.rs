@@ -1,12 +1,14 @@
 //! The output table as one description: its columns, how its files are written, how rows are
 //! routed to its partition directories, and when files roll. The processor writes by it,
-//! `compact` merges by it, and `ddl` prints it.
+//! `compact` merges by it, and `ddl` and the metastore registration describe it to Hive
+//! (`Table::hive`).
 
 use std::sync::Arc;
 
 use parquet::file::properties::WriterProperties;
 
 use super::{OutputSchema, RollingPolicy};
+use crate::lake::HiveTable;
 use crate::lake::partition::Partitioning;
 
 #[derive(Debug, Clone)]
@@ -29,5 +31,19 @@ impl Table {
     /// The partition columns, in path order.
     pub fn partition_columns(&self) -> Vec<String> {
         self.partitioning.columns()
+    }
+
+    /// The table as Hive sees it, at `location`: what `ddl` prints and the metastore holds.
+    pub fn hive(&self, location: &str) -> HiveTable {
+        HiveTable {
+            name: self.name.clone(),
+            columns: self
+                .hive_columns()
+                .into_iter()
+                .map(|(n, t)| (n, t.to_string()))
+                .collect(),
+            partition_columns: self.partition_columns(),
+            location: location.to_string(),
+        }
     }
 }

@@ -78,6 +78,9 @@ pub struct Metrics {
     pub memory_pauses: Counter,
     pub input_undecodable: Counter,
     lost_offsets: Family<PartitionLabels, Counter>,
+    pub metastore_registered: Counter,
+    pub metastore_failures: Counter,
+    pub metastore_backlog: Gauge,
     latency: Arc<LatencySet>,
     pub health: Health,
     registry: Arc<Registry>,
@@ -121,6 +124,9 @@ impl Metrics {
             memory_pauses: Counter::default(),
             input_undecodable: Counter::default(),
             lost_offsets: Family::default(),
+            metastore_registered: Counter::default(),
+            metastore_failures: Counter::default(),
+            metastore_backlog: Gauge::default(),
             latency: Arc::new(LatencySet::default()),
             health: Health::default(),
             registry: Arc::new(Registry::default()),
@@ -128,6 +134,7 @@ impl Metrics {
         let mut r = Registry::default();
         m.register_flow(&mut r);
         m.register_state(&mut r);
+        m.register_metastore(&mut r);
         r.register_collector(Box::new(LatencyCollector(m.latency.clone())));
         Metrics {
             registry: Arc::new(r),
@@ -249,6 +256,25 @@ impl Metrics {
         );
     }
 
+    /// Registration in the Hive Metastore (zero when there is none).
+    fn register_metastore(&self, r: &mut Registry) {
+        r.register(
+            "normlake_metastore_partitions_registered",
+            "Partitions added to the Hive Metastore",
+            self.metastore_registered.clone(),
+        );
+        r.register(
+            "normlake_metastore_failures",
+            "Failed metastore attempts (retried with back-off; the lake is unaffected)",
+            self.metastore_failures.clone(),
+        );
+        r.register(
+            "normlake_metastore_backlog_partitions",
+            "Partitions in the lake waiting to be added to the metastore",
+            self.metastore_backlog.clone(),
+        );
+    }
+
     pub fn dead_letter(&self, reason: &'static str) {
         self.dead_letters.get_or_create(&[("reason", reason)]).inc();
     }
@@ -304,13 +330,18 @@ impl Metrics {
     }
 }
 
-/// Readiness: partitions assigned, the lake writable, and no undecodable input lately.
+/// Readiness: partitions assigned, the lake writable, no undecodable input lately, and the
+/// metastore (if any) answering.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     assigned: Arc<AtomicUsize>,
     lake_writable: Arc<AtomicBool>,
     /// Unix ms of the last batch the consumer could not decode (0: never).
     undecodable_at: Arc<AtomicI64>,
+    /// Unix ms since when the metastore has not answered (0: it answers, or there is none).
+    metastore_down_since: Arc<AtomicI64>,
+    /// How long it may not answer before the job is not ready.
+    metastore_unready_after_ms: Arc<AtomicI64>,
 }
 
 /// How long an undecodable batch keeps the job not ready. librdkafka fetches the batch again
@@ -330,6 +361,33 @@ impl Health {
         self.undecodable_at.store(now_ms, Ordering::Relaxed);
     }
 
+    /// The job registers into a metastore: readiness fails once it has not answered for
+    /// `after`.
+    pub fn watch_metastore(&self, after: std::time::Duration) {
+        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        self.metastore_unready_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether the metastore answered the last attempt, at `now_ms`.
+    pub fn set_metastore_reachable(&self, ok: bool, now_ms: i64) {
+        if ok {
+            self.metastore_down_since.store(0, Ordering::Relaxed);
+        } else {
+            let _ = self.metastore_down_since.compare_exchange(
+                0,
+                now_ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn metastore_down_too_long(&self, now_ms: i64) -> bool {
+        let since = self.metastore_down_since.load(Ordering::Relaxed);
+        let after = self.metastore_unready_after_ms.load(Ordering::Relaxed);
+        since > 0 && now_ms.saturating_sub(since) >= after
+    }
+
     /// Why the job is not ready, if it is not.
     pub fn not_ready(&self) -> Option<&'static str> {
         let undecodable_at = self.undecodable_at.load(Ordering::Relaxed);
@@ -341,6 +399,8 @@ impl Health {
             && crate::telemetry::unix_ms() - undecodable_at < UNDECODABLE_FOR_MS
         {
             Some("an input batch cannot be decoded")
+        } else if self.metastore_down_too_long(crate::telemetry::unix_ms()) {
+            Some("the metastore has not answered for longer than lake.metastore.unready_after")
         } else {
             None
         }

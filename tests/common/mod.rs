@@ -6,6 +6,7 @@ pub mod broker;
 pub mod golden;
 pub mod job;
 pub mod lake;
+pub mod metastore;
 pub mod s3;
 pub mod scrape;
 

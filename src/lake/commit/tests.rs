@@ -65,6 +65,7 @@ fn recovery_rolls_a_committed_publish_forward_and_drops_uncommitted_files() {
         committed_at_ms: 0,
         watermark_ms: None,
         lineage: 0,
+        idle: false,
     };
     layout
         .store()
@@ -147,4 +148,34 @@ fn old_records_and_checkpoints_are_cleaned_up() {
         .len();
     assert_eq!((logs, states), (2, 2));
     assert_eq!(latest(&layout, "s", 0).unwrap().unwrap().1.seq, 5);
+}
+
+#[test]
+fn idle_partitions_do_not_hold_the_watermark_back_unless_all_are_idle() {
+    let rec = |p: i32, w: Option<i64>, idle: bool| CommitRecord {
+        watermark_ms: w,
+        idle,
+        ..CommitRecord::new("t", p, 1, 10)
+    };
+    assert_eq!(watermark_of(&[]), None);
+    assert_eq!(
+        watermark_of(&[rec(0, Some(5), false), rec(1, Some(3), false)]),
+        Some(3)
+    );
+    assert_eq!(
+        watermark_of(&[rec(0, Some(5), false), rec(1, Some(3), true)]),
+        Some(5)
+    );
+    assert_eq!(
+        watermark_of(&[rec(0, Some(5), false), rec(1, None, false)]),
+        None
+    );
+    assert_eq!(
+        watermark_of(&[rec(0, Some(5), false), rec(1, None, true)]),
+        Some(5)
+    );
+    assert_eq!(
+        watermark_of(&[rec(0, Some(5), true), rec(1, Some(3), true)]),
+        Some(5)
+    );
 }
