@@ -148,7 +148,7 @@ async fn spark_reads_the_registered_table_and_a_schema_change() {
     assert!(!columns.iter().any(|(c, _)| c == "temp_z5"));
 
     // A new normalization adds columns: the table gets them, old partitions read as null.
-    let extra = "\n[[normalize]]\nname = \"z5\"\nmethod = \"zscore\"\nwindow = \"sliding_count\"\nsize = 5\n";
+    let extra = "\n[[normalize]]\nname = \"z5\"\nmethod = \"zscore\"\nwindow = \"sliding_count\"\ncount = 5\n";
     let text = text.replace("\n[lake]\n", &format!("{extra}\n[lake]\n"));
     let cfg = job::write_config(dir.path(), "reg2.toml", &text);
     broker::produce(&broker.addr(), "reg", &records(0, 200, 5)).await;
@@ -230,6 +230,7 @@ async fn a_kill_between_commit_and_registration_is_registered_by_the_next_start(
     let cfg = job::write_config(dir.path(), "kill.toml", &text);
     let mut run = Job::start(&cfg, false, &dir.path().join("run1.log"));
     broker::produce(&broker.addr(), "kill", &records(0, 0, 40)).await;
+    broker::produce(&broker.addr(), "kill", &records(1, 20, 40)).await;
     let ends = broker::end_offsets(&broker.addr(), "kill", 2);
     job::wait_committed(&root, "kill", &ends, Duration::from_secs(60));
     run.kill9();
