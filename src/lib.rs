@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //! Modules follow the data, and each owns one concern. Lower layers never import upper ones:
-//! `lake`, `decode`, `normalize` and `source` know nothing of `config`, `sink` or `pipeline`;
-//! `config` builds the options they take.
+//! `lake`, `metastore`, `decode`, `normalize` and `source` know nothing of `config`, `sink` or
+//! `pipeline`; `config` builds the options they take.
 //! - [`config`]: the TOML file, `${VAR}` interpolation and secret files, environment
 //!   overrides, validation that reports every error.
 //! - [`source`]: the Kafka consumer (with each assigned partition's watermarks), and
@@ -17,12 +17,17 @@
 //! - [`partition_value`]: Hive's escaping of partition values (a leaf: `lake` and `decode`
 //!   both use it).
 //! - [`lake`]: the table's layout on storage: Hive partitioning, atomic placement, the commit
-//!   log and checkpoints (`lake::commit`), `_SUCCESS` markers (`lake::marker`), the store.
+//!   log and checkpoints (`lake::commit`), `_SUCCESS` markers (`lake::marker`), the store, and
+//!   the table as Hive sees it (`lake::hive`: one description for the DDL and the metastore).
+//! - [`metastore`]: registering the table and its partitions in a Hive Metastore, on a
+//!   registrar thread of its own after each lake commit (knows nothing of `config`, `sink` or
+//!   `pipeline`).
 //! - [`secret`]: `Sensitive`, a value never printed, and which property names are secrets (a
 //!   leaf).
 //! - [`telemetry`]: logging, Prometheus metrics, hdrhistogram latency, the HTTP endpoints.
 //! - [`pipeline`]: the wiring; the one place that knows every stage. Each input partition's
-//!   progress and admission rules are `pipeline::progress`.
+//!   progress, admission rules and idleness are `pipeline::progress`; what the registrar is
+//!   told is `pipeline::registration`.
 //! - [`compact`]: `normlake compact`, merging the small files of complete partitions.
 //! - [`generate`], [`demo`]: the synthetic producer and the embedded demo (both produce with
 //!   rdkafka; the demo runs librdkafka's mock cluster and owns its lake directory).

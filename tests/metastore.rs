@@ -239,3 +239,96 @@ async fn a_kill_between_commit_and_registration_is_registered_by_the_next_start(
     job::run_to_end(&cfg, &dir.path().join("run2.log"));
     assert_spark_sees_the_lake(&hms, &root);
 }
+
+/// Records of partition 0 for minute 150 onwards, one every 300 ms, until `stop`.
+fn trickle(
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut m = 150;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            broker::produce(&addr, "idle", &records(0, m, 1)).await;
+            m += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+/// Whether any directory of the hour on 2026-11-18 is marked complete.
+fn hour_complete(root: &Path, hour: &str) -> bool {
+    let dirs = Layout::new(root.to_str().expect("utf-8"), "t")
+        .partition_dirs()
+        .expect("list");
+    let prefix = format!("dt=2026-11-18/hr={hour}/");
+    dirs.iter()
+        .any(|(d, p)| d.starts_with(&prefix) && p.complete)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_input_stops_holding_back_completion_and_on_complete_registration() {
+    let _one = job::exclusive().await;
+    let hms = Metastore::start();
+    let broker = Broker::start();
+    broker.create_topic("idle", 2).await;
+    // Partition 0 reaches 12:29; partition 1 stops at 11:09 and then stays silent.
+    broker::produce(&broker.addr(), "idle", &records(0, 0, 150)).await;
+    broker::produce(&broker.addr(), "idle", &records(1, 0, 70)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeding = trickle(broker.addr(), stop.clone());
+
+    // Without an idle timeout the silent partition holds 11:00-12:00 open.
+    let held = dir.path().join("held");
+    let text = config(&broker, "idle", &held, &hms.uri(), "")
+        .replace("group_id = \"idle-g\"", "group_id = \"idle-held\"")
+        .replace("database = \"lakehouse\"", "database = \"held\"");
+    let cfg = job::write_config(dir.path(), "held.toml", &text);
+    let mut run = Job::start(&cfg, false, &dir.path().join("held.log"));
+    // With one: after 2 s of silence the partition is idle, and the hour completes.
+    let root = dir.path().join("lake");
+    let text = config(
+        &broker,
+        "idle",
+        &root,
+        &hms.uri(),
+        "add_partitions = \"on_complete\"\n\n[time]\nidle_timeout = \"2s\"\n",
+    );
+    let cfg = job::write_config(dir.path(), "idle.toml", &text);
+    let mut idle_run = Job::start(&cfg, false, &dir.path().join("idle.log"));
+    wait_for("11:00-12:00 to complete", Duration::from_secs(90), || {
+        hour_complete(&root, "11")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(hour_complete(&held, "10"), "10:00 completes either way");
+    assert!(
+        !hour_complete(&held, "11"),
+        "without idle_timeout 11:00 stays open"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    feeding.await.expect("trickle");
+    run.terminate();
+    idle_run.terminate();
+    assert_eq!(run.wait(Duration::from_secs(60)), Some(true));
+    assert_eq!(idle_run.wait(Duration::from_secs(60)), Some(true));
+
+    // on_complete: exactly the complete partitions are in the metastore.
+    let complete: Vec<String> = Layout::new(root.to_str().expect("utf-8"), "t")
+        .partition_dirs()
+        .expect("list")
+        .into_iter()
+        .filter(|(_, p)| p.complete)
+        .map(|(d, _)| d)
+        .collect();
+    assert!(
+        complete
+            .iter()
+            .any(|d| d.starts_with("dt=2026-11-18/hr=11/"))
+    );
+    let (_, mut partitions) = spark_counts(&hms.spark("lakehouse", "t"));
+    partitions.sort();
+    assert_eq!(
+        partitions, complete,
+        "on_complete registers complete partitions only"
+    );
+}
