@@ -1,8 +1,9 @@
 //! Latency to the lake at a steady rate: `normlake generate` produces 50,000 events/s (event
 //! time = the wall clock) for 30 s into a 4-partition topic; the `normlake` binary runs in
 //! processing-time mode and rolls every second (`max_age = "1s"`). The figures are normlake's
-//! own hdrhistogram percentiles of event → committed-in-lake latency, scraped from `/metrics`
-//! at the end, with the job's CPU time and peak RSS (from `wait4`).
+//! own hdrhistogram percentiles of event → committed-in-lake latency over the last minute (the
+//! whole run), from its last progress line, with the job's CPU time and peak RSS (from
+//! `wait4`).
 //!
 //! The broker is tansu 0.6.0's memory engine (its SQLite engine serves about 50,000
 //! messages/s, which leaves no headroom at this rate). The job reads from the beginning of a
@@ -34,24 +35,27 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// `normlake_latency_seconds{from=…,quantile=…}` values, in seconds.
-fn latencies(metrics: &str) -> BTreeMap<(String, String), f64> {
+/// The latency percentiles of the job's last progress line (JSON logs), in seconds, by
+/// (source, percentile).
+fn latencies(log: &str) -> BTreeMap<(String, String), f64> {
     let mut out = BTreeMap::new();
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("normlake_latency_seconds{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-        };
-        if let (Some(from), Some(q), Ok(v)) = (label("from"), label("quantile"), value.parse()) {
-            out.insert((from, q), v);
+    let Some(line) = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"received_to_lake_p99_ms\""))
+    else {
+        return out;
+    };
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+    let fields = &v["fields"];
+    for (from, key) in [
+        ("event_time", "event_to_lake"),
+        ("received", "received_to_lake"),
+    ] {
+        for q in ["p50", "p90", "p99", "p999", "max"] {
+            if let Some(ms) = fields[format!("{key}_{q}_ms")].as_f64() {
+                out.insert((from.to_string(), q.to_string()), ms / 1000.0);
+            }
         }
     }
     out
@@ -77,7 +81,14 @@ fn main() {
     let port = broker::free_port();
     let log = std::fs::File::create(dir.path().join("normlake.log")).expect("log");
     let job = Command::new(env!("CARGO_BIN_EXE_normlake"))
-        .args(["run", "--progress-every", "5s", "--metrics-listen"])
+        .args([
+            "run",
+            "--progress-every",
+            "1s",
+            "--log-format",
+            "json",
+            "--metrics-listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--config")
         .arg(&cfg)
@@ -118,11 +129,12 @@ fn main() {
         "latency at a steady rate: normlake generate --rate {rate} for {seconds} s ({:.0} events/s achieved), processing time, 1 s rolls, tansu 0.6.0 memory engine",
         rows as f64 / took
     );
-    let l = latencies(&metrics);
-    for from in ["event_time", "kafka_time", "received"] {
+    let l =
+        latencies(&std::fs::read_to_string(dir.path().join("normlake.log")).unwrap_or_default());
+    for from in ["event_time", "received"] {
         let q = |q: &str| l.get(&(from.to_string(), q.to_string())).copied();
         if let (Some(p50), Some(p90), Some(p99), Some(p999), Some(max)) =
-            (q("0.5"), q("0.9"), q("0.99"), q("0.999"), q("1"))
+            (q("p50"), q("p90"), q("p99"), q("p999"), q("max"))
         {
             println!(
                 "  from {from:<11} p50 {p50:>6.3} s  p90 {p90:>6.3} s  p99 {p99:>6.3} s  p99.9 {p999:>6.3} s  max {max:>6.3} s"
@@ -130,7 +142,7 @@ fn main() {
         }
     }
     let p99 = l
-        .get(&("event_time".to_string(), "0.99".to_string()))
+        .get(&("event_time".to_string(), "p99".to_string()))
         .copied()
         .unwrap_or(f64::NAN);
     println!(

@@ -72,6 +72,19 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// Every reason, for series that exist before their first letter.
+    pub const ALL: [Reject; 9] = [
+        Reject::MalformedJson,
+        Reject::NotAnObject,
+        Reject::MissingKey,
+        Reject::MissingOrInvalidTime,
+        Reject::LateEvent,
+        Reject::EmptyMessage,
+        Reject::NumberOutOfRange,
+        Reject::TimeOutOfRange,
+        Reject::InvalidPartitionValue,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::MalformedJson => "malformed_json",

@@ -361,12 +361,9 @@ fn exported_series() -> BTreeSet<String> {
     let m = normlake::telemetry::Metrics::new();
     m.dead_letter("malformed_json");
     m.set_lag([("sensors".to_string(), 0, 5)]);
-    {
-        let mut h = m.latencies();
-        for l in h.iter_mut() {
-            l.record(std::time::Duration::from_millis(250));
-        }
-    }
+    m.record_latencies(1_000, &[[750, 750, 750]]);
+    m.committed_at("sensors", 0, Some(500), 1_000);
+    m.set_owned([("sensors".to_string(), 0)]);
     let text = m.encode().expect("encode");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -419,9 +416,11 @@ fn the_dashboard_queries_only_metrics_normlake_exports() {
         "normlake_records_consumed_total",
         "normlake_consumer_lag_messages",
         "normlake_dead_letters_total",
-        "normlake_latency_seconds",
+        "normlake_latency_seconds_bucket",
         "normlake_files_committed_total",
-        "normlake_bytes_committed_total",
+        "normlake_committed_bytes_total",
+        "normlake_watermark_lag_seconds",
+        "normlake_last_commit_timestamp_seconds",
     ] {
         assert!(queried.contains(must), "the dashboard shows {must}");
     }

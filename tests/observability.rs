@@ -117,7 +117,7 @@ async fn metrics_match_what_was_produced_written_and_dead_lettered() {
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum();
     assert_eq!(
-        scrape::value(&samples, "normlake_bytes_committed_total"),
+        scrape::value(&samples, "normlake_committed_bytes_total"),
         bytes as f64
     );
     assert!(scrape::value(&samples, "normlake_commits_total") >= 2.0);
@@ -126,25 +126,57 @@ async fn metrics_match_what_was_produced_written_and_dead_lettered() {
     assert_eq!(scrape::value(&samples, "normlake_state_keys"), 64.0);
     assert!(scrape::value(&samples, "normlake_state_bytes") > 0.0);
 
-    // Latency percentiles from every source: non-empty and ordered.
+    // Latency histograms from every source: every committed row counted, buckets cumulative.
     for from in ["event_time", "kafka_time", "received"] {
-        let rows = scrape::value(
+        let count = scrape::value(
             &samples,
-            &format!("normlake_latency_rows{{from=\"{from}\"}}"),
+            &format!("normlake_latency_seconds_count{{from=\"{from}\"}}"),
         );
-        assert_eq!(rows, lake_rows, "{from}: every committed row is measured");
-        let q: Vec<f64> = ["0.5", "0.9", "0.99", "0.999", "1"]
+        assert_eq!(count, lake_rows, "{from}: every committed row is measured");
+        let label = format!("from=\"{from}\"");
+        let buckets: Vec<(f64, f64)> = samples
             .iter()
-            .map(|q| {
-                let series =
-                    format!("normlake_latency_seconds{{from=\"{from}\",quantile=\"{q}\"}}");
-                *samples
-                    .get(&series)
-                    .unwrap_or_else(|| panic!("{series} is exported"))
+            .filter(|(k, _)| {
+                k.starts_with("normlake_latency_seconds_bucket{") && k.contains(&label)
+            })
+            .map(|(k, v)| {
+                let le = k.split("le=\"").nth(1).and_then(|r| r.split('"').next());
+                let le = le.map_or(f64::NAN, |l| l.parse().unwrap_or(f64::INFINITY));
+                (le, *v)
             })
             .collect();
-        assert!(q[0] > 0.0, "{from}: {q:?}");
-        assert!(q.windows(2).all(|w| w[0] <= w[1]), "{from}: {q:?}");
+        let mut sorted = buckets.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(sorted.len(), 18, "{from}: 17 buckets and +Inf");
+        assert!(
+            sorted.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{from}: {sorted:?}"
+        );
+        assert_eq!(sorted.last().map(|b| b.1), Some(lake_rows));
+    }
+    // Every dead-letter reason has a series from the start; the build and the process too.
+    assert_eq!(
+        scrape::sum(
+            &samples,
+            "normlake_dead_letters_total",
+            &["reason=\"empty_message\""]
+        ),
+        0.0
+    );
+    assert!(samples.contains_key("normlake_dead_letters_total{reason=\"number_out_of_range\"}"));
+    assert!(
+        samples
+            .keys()
+            .any(|k| k.starts_with("normlake_build_info{"))
+    );
+    assert!(scrape::value(&samples, "process_resident_memory_bytes") > 0.0);
+    assert!(scrape::value(&samples, "process_open_fds") > 0.0);
+    assert!(scrape::value(&samples, "normlake_last_commit_timestamp_seconds") > 1.7e9);
+    for p in 0..2 {
+        let owned = format!("normlake_partition_owned{{topic=\"obs\",partition=\"{p}\"}}");
+        assert_eq!(scrape::value(&samples, &owned), 1.0, "{owned}");
+        let lag = format!("normlake_watermark_lag_seconds{{topic=\"obs\",partition=\"{p}\"}}");
+        assert!(scrape::value(&samples, &lag) > 0.0, "{lag}");
     }
 
     // Consumer lag per partition from librdkafka's statistics: present, and 0 once committed.

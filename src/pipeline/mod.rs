@@ -287,6 +287,7 @@ impl Processor {
         let dead = crate::dead_letter::open(cfg, &layout, &table.props, &metrics)?;
         let sink = Sink::new(layout.clone(), &table);
         let registrar = registration::start(cfg, &table, &layout, &metrics)?;
+        metrics.declare_dead_letter_reasons(Reject::ALL.iter().map(|r| r.as_str()));
         Ok(Processor {
             decoder: Decoder::new(cfg.input.clone()),
             dead,
@@ -380,6 +381,7 @@ impl Processor {
             self.retry_failed(now);
             self.enforce_budget(now);
             self.mark_complete_partitions(Some(now));
+            self.metrics.open_files.set(self.sink.open_files() as i64);
             if progress.due(now) {
                 let state = self.state_figures();
                 self.metrics.state_keys.set(state.keys as i64);

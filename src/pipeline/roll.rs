@@ -82,12 +82,13 @@ impl Processor {
             })
             .collect();
         let seq = part.seq + 1;
+        let record_watermark = Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN);
         let record = CommitRecord {
             files,
             rows: sealed.rows as u64,
             dead_letters: sealed.dead_letters as u64,
             committed_at_ms: unix_ms(),
-            watermark_ms: Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN),
+            watermark_ms: record_watermark,
             lineage: part.lineage,
             idle: part.is_idle(),
             ..CommitRecord::new(&key.0, key.1, seq, next)
@@ -111,16 +112,10 @@ impl Processor {
         }
         let committed_ms = unix_ms();
         if let Some(times) = self.received.remove(key) {
-            let mut h = self.metrics.latencies();
-            for row in times {
-                for (l, t) in h.iter_mut().zip(row) {
-                    if t != i64::MIN {
-                        let age = committed_ms.saturating_sub(t).max(0) as u64;
-                        l.record(Duration::from_millis(age));
-                    }
-                }
-            }
+            self.metrics.record_latencies(committed_ms, &times);
         }
+        self.metrics
+            .committed_at(&key.0, key.1, record_watermark, committed_ms);
         let m = &self.metrics;
         m.commit_duration.observe(started.elapsed().as_secs_f64());
         m.rows_written.inc_by(sealed.rows as u64);

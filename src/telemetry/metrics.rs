@@ -2,13 +2,16 @@
 //!
 //! Names follow `normlake_<what>_<unit>[_total]`. Labels stay low-cardinality: a dead-letter
 //! reason, a latency source, a Kafka topic and partition number; never a key or a partition
-//! value. Counters and gauges are atomics the stages update once per batch. Latency
-//! percentiles come from hdrhistograms (exact to 3 significant digits, unlike bucketed
-//! histograms) and are exported as gauges with a `quantile` label, because the Prometheus
-//! client has no summary type; the commit duration is a classic bucketed histogram.
+//! value. Counters and gauges are atomics the stages update once per batch. End-to-end
+//! latency is a Prometheus histogram (buckets from 10 ms to about 11 minutes), so panels show
+//! recent figures and aggregate across instances; hdrhistograms over about the last minute
+//! give the exact percentiles of the progress line and the run summary. Every dead-letter
+//! reason's series exists from the start, at 0.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -19,7 +22,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::{Latency, Percentiles};
+use super::{Percentiles, RecentLatency};
 
 /// Where an end-to-end latency is measured from (to the lake commit of the row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,19 @@ impl LatencySource {
 
 type ReasonLabel = [(&'static str, &'static str); 1];
 type PartitionLabels = [(&'static str, String); 2];
+type LatencyHistograms = Family<ReasonLabel, Histogram, fn() -> Histogram>;
+
+/// End-to-end latency buckets: 10 ms doubling to 655 s (about 11 minutes).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 17))
+}
+
+fn partition_labels(topic: &str, partition: i32) -> PartitionLabels {
+    [
+        ("topic", topic.to_string()),
+        ("partition", partition.to_string()),
+    ]
+}
 
 /// The job's metrics. Cloning shares them.
 #[derive(Clone)]
@@ -81,6 +97,13 @@ pub struct Metrics {
     pub metastore_registered: Counter,
     pub metastore_failures: Counter,
     pub metastore_backlog: Gauge,
+    latency_seconds: LatencyHistograms,
+    owned: Family<PartitionLabels, Gauge>,
+    /// Unix seconds of the last lake commit.
+    last_commit: Gauge<f64, AtomicU64>,
+    pub open_files: Gauge,
+    /// Each input partition's event-time watermark, Unix ms.
+    watermarks: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
     latency: Arc<LatencySet>,
     pub health: Health,
     registry: Arc<Registry>,
@@ -127,6 +150,11 @@ impl Metrics {
             metastore_registered: Counter::default(),
             metastore_failures: Counter::default(),
             metastore_backlog: Gauge::default(),
+            latency_seconds: Family::new_with_constructor(latency_histogram),
+            owned: Family::default(),
+            last_commit: Gauge::default(),
+            open_files: Gauge::default(),
+            watermarks: Arc::default(),
             latency: Arc::new(LatencySet::default()),
             health: Health::default(),
             registry: Arc::new(Registry::default()),
@@ -135,7 +163,9 @@ impl Metrics {
         m.register_flow(&mut r);
         m.register_state(&mut r);
         m.register_metastore(&mut r);
-        r.register_collector(Box::new(LatencyCollector(m.latency.clone())));
+        m.register_operations(&mut r);
+        r.register_collector(Box::new(WatermarkCollector(m.watermarks.clone())));
+        r.register_collector(Box::new(super::process::ProcessCollector));
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -170,7 +200,7 @@ impl Metrics {
             self.files.clone(),
         );
         r.register(
-            "normlake_bytes_committed",
+            "normlake_committed_bytes",
             "Bytes of the files published in the lake",
             self.bytes.clone(),
         );
@@ -256,6 +286,45 @@ impl Metrics {
         );
     }
 
+    /// What an operator alerts on beyond the flow: build, ownership, freshness, open files.
+    fn register_operations(&self, r: &mut Registry) {
+        let build = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        build
+            .get_or_create(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                (
+                    "revision",
+                    option_env!("NORMLAKE_GIT_REVISION").unwrap_or("unknown"),
+                ),
+            ])
+            .set(1);
+        r.register(
+            "normlake_build_info",
+            "The running build: version and git revision",
+            build,
+        );
+        r.register(
+            "normlake_latency_seconds",
+            "End-to-end latency of a row, to its lake commit, from the event time, the Kafka timestamp or its receipt",
+            self.latency_seconds.clone(),
+        );
+        r.register(
+            "normlake_partition_owned",
+            "1 for each input partition this instance owns",
+            self.owned.clone(),
+        );
+        r.register(
+            "normlake_last_commit_timestamp_seconds",
+            "Unix time of the last lake commit (0: none yet)",
+            self.last_commit.clone(),
+        );
+        r.register(
+            "normlake_open_files",
+            "Parquet files being written (not yet committed)",
+            self.open_files.clone(),
+        );
+    }
+
     /// Registration in the Hive Metastore (zero when there is none).
     fn register_metastore(&self, r: &mut Registry) {
         r.register(
@@ -313,13 +382,82 @@ impl Metrics {
         self.lag_total.get()
     }
 
-    /// The latency histograms, indexed by `LatencySource as usize`.
-    pub fn latencies(&self) -> MutexGuard<'_, [Latency; 3]> {
-        self.latency.lock()
+    /// Record the latencies of rows committed at `committed_ms`: for each row its (event
+    /// time, Kafka time, received) in Unix ms, `i64::MIN` where unknown.
+    pub fn record_latencies(&self, committed_ms: i64, rows: &[[i64; 3]]) {
+        let now = Instant::now();
+        let histograms: Vec<Histogram> = LatencySource::ALL
+            .iter()
+            .map(|s| {
+                self.latency_seconds
+                    .get_or_create(&[("from", s.as_str())])
+                    .clone()
+            })
+            .collect();
+        let mut recent = self.latency.lock();
+        for row in rows {
+            for ((t, h), r) in row.iter().zip(&histograms).zip(recent.iter_mut()) {
+                if *t != i64::MIN {
+                    let age = Duration::from_millis(committed_ms.saturating_sub(*t).max(0) as u64);
+                    r.record(age, now);
+                    h.observe(age.as_secs_f64());
+                }
+            }
+        }
     }
 
+    /// Percentiles over about the last minute.
     pub fn percentiles(&self, source: LatencySource) -> Percentiles {
-        self.latency.lock()[source as usize].percentiles()
+        self.latency.lock()[source as usize].percentiles(Instant::now())
+    }
+
+    /// Every dead-letter reason's series, at 0 until its first letter.
+    pub fn declare_dead_letter_reasons(&self, reasons: impl IntoIterator<Item = &'static str>) {
+        for r in reasons {
+            let _ = self.dead_letters.get_or_create(&[("reason", r)]);
+        }
+    }
+
+    /// The input partitions this instance owns.
+    pub fn set_owned(&self, parts: impl IntoIterator<Item = (String, i32)>) {
+        self.owned.clear();
+        for (topic, partition) in parts {
+            self.owned
+                .get_or_create(&partition_labels(&topic, partition))
+                .set(1);
+        }
+        let owned: Vec<(String, i32)> = self
+            .watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for key in owned {
+            if self.owned.get(&partition_labels(&key.0, key.1)).is_none() {
+                self.watermarks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            }
+        }
+    }
+
+    /// A lake commit of an input partition whose event-time watermark is `watermark_ms`.
+    pub fn committed_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        watermark_ms: Option<i64>,
+        now_ms: i64,
+    ) {
+        self.last_commit.set(now_ms as f64 / 1000.0);
+        if let Some(w) = watermark_ms {
+            self.watermarks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((topic.to_string(), partition), w);
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -407,65 +545,63 @@ impl Health {
     }
 }
 
-/// One latency histogram per source.
-#[derive(Default)]
-struct LatencySet(Mutex<[Latency; 3]>);
+/// The recent latency of each source, for the progress line and the run summary.
+struct LatencySet(Mutex<[RecentLatency; 3]>);
+
+impl Default for LatencySet {
+    fn default() -> Self {
+        let now = Instant::now();
+        LatencySet(Mutex::new([
+            RecentLatency::new(now),
+            RecentLatency::new(now),
+            RecentLatency::new(now),
+        ]))
+    }
+}
 
 impl LatencySet {
-    fn lock(&self) -> MutexGuard<'_, [Latency; 3]> {
+    fn lock(&self) -> MutexGuard<'_, [RecentLatency; 3]> {
         // A panic while recording cannot leave a histogram inconsistent in a way that matters
         // for a figure: use it anyway.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-struct LatencyCollector(Arc<LatencySet>);
+/// Each owned input partition's event-time watermark and how far it is behind the clock,
+/// computed at scrape time.
+#[derive(Debug)]
+struct WatermarkCollector(Arc<Mutex<BTreeMap<(String, i32), i64>>>);
 
-impl std::fmt::Debug for LatencyCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LatencyCollector")
-    }
-}
-
-impl Collector for LatencyCollector {
+impl Collector for WatermarkCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let figures: Vec<(LatencySource, Percentiles)> = {
-            let h = self.0.lock();
-            LatencySource::ALL
-                .iter()
-                .map(|s| (*s, h[*s as usize].percentiles()))
-                .collect()
-        };
-        let mut m = encoder.encode_descriptor(
-            "normlake_latency_seconds",
-            "End-to-end latency to the lake commit (hdrhistogram percentiles; quantile 1 is the maximum)",
+        let marks: Vec<((String, i32), i64)> = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let now_ms = crate::telemetry::unix_ms();
+        let mut w = encoder.encode_descriptor(
+            "normlake_watermark_timestamp_seconds",
+            "Event-time watermark of each owned input partition at its last commit (Unix time)",
             None,
             MetricType::Gauge,
         )?;
-        for (source, p) in &figures {
-            if p.count == 0 {
-                continue;
-            }
-            for (q, ms) in [
-                ("0.5", p.p50),
-                ("0.9", p.p90),
-                ("0.99", p.p99),
-                ("0.999", p.p999),
-                ("1", p.max),
-            ] {
-                let labels = [("from", source.as_str()), ("quantile", q)];
-                ConstGauge::new(ms / 1000.0).encode(m.encode_family(&labels)?)?;
-            }
+        for ((topic, p), ms) in &marks {
+            let labels = partition_labels(topic, *p);
+            ConstGauge::new(*ms as f64 / 1000.0).encode(w.encode_family(&labels)?)?;
         }
-        let mut c = encoder.encode_descriptor(
-            "normlake_latency_rows",
-            "Rows measured by the latency percentiles",
+        let mut l = encoder.encode_descriptor(
+            "normlake_watermark_lag_seconds",
+            "How far each owned input partition's watermark is behind the wall clock",
             None,
             MetricType::Gauge,
         )?;
-        for (source, p) in &figures {
-            let labels = [("from", source.as_str())];
-            ConstGauge::new(p.count as i64).encode(c.encode_family(&labels)?)?;
+        for ((topic, p), ms) in &marks {
+            let labels = partition_labels(topic, *p);
+            let lag = (now_ms - ms) as f64 / 1000.0;
+            ConstGauge::new(lag).encode(l.encode_family(&labels)?)?;
         }
         Ok(())
     }

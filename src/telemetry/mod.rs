@@ -6,6 +6,7 @@
 //! never disagree.
 
 pub mod metrics;
+mod process;
 pub mod server;
 
 pub use metrics::{Health, LatencySource, Metrics};
@@ -89,6 +90,11 @@ impl Latency {
         let _ = self.h.record_n(us, n);
     }
 
+    /// Merge another histogram's values into this one.
+    pub fn add(&mut self, other: &Latency) {
+        let _ = self.h.add(&other.h);
+    }
+
     pub fn percentiles(&self) -> Percentiles {
         let ms = |q: f64| self.h.value_at_quantile(q) as f64 / 1000.0;
         Percentiles {
@@ -99,6 +105,55 @@ impl Latency {
             p999: ms(0.999),
             max: self.h.max() as f64 / 1000.0,
         }
+    }
+}
+
+/// How long one slot of a [`RecentLatency`] covers; three slots make its window.
+const SLOT: Duration = Duration::from_secs(20);
+
+/// Latency over about the last minute: three histograms of 20 s each, the oldest dropped as
+/// time passes, so the figures show recovery after an incident instead of a whole life.
+pub struct RecentLatency {
+    slots: [Latency; 3],
+    current: usize,
+    started: Instant,
+}
+
+impl RecentLatency {
+    pub fn new(now: Instant) -> Self {
+        RecentLatency {
+            slots: Default::default(),
+            current: 0,
+            started: now,
+        }
+    }
+
+    fn rotate(&mut self, now: Instant) {
+        let mut turns = 0;
+        while now.saturating_duration_since(self.started) >= SLOT && turns < 3 {
+            self.current = (self.current + 1) % 3;
+            self.slots[self.current] = Latency::default();
+            self.started += SLOT;
+            turns += 1;
+        }
+        if now.saturating_duration_since(self.started) >= SLOT {
+            self.started = now;
+        }
+    }
+
+    pub fn record(&mut self, d: Duration, now: Instant) {
+        self.rotate(now);
+        self.slots[self.current].record(d);
+    }
+
+    /// The percentiles of the last 40 to 60 seconds.
+    pub fn percentiles(&mut self, now: Instant) -> Percentiles {
+        self.rotate(now);
+        let mut all = Latency::default();
+        for s in &self.slots {
+            all.add(s);
+        }
+        all.percentiles()
     }
 }
 
@@ -132,7 +187,7 @@ impl Progress {
         now.saturating_duration_since(self.last) >= self.every
     }
 
-    /// Log a progress line (callers ask `due` first).
+    /// Log a progress line (callers ask `due` first). Latencies cover about the last minute.
     pub fn log(&mut self, now: Instant, m: &Metrics, state: StateFigures) {
         let dt = now
             .saturating_duration_since(self.last)
@@ -154,10 +209,15 @@ impl Progress {
             state_bytes = state.bytes,
             evicted_keys = state.evicted,
             event_to_lake_p50_ms = ev.p50,
+            event_to_lake_p90_ms = ev.p90,
             event_to_lake_p99_ms = ev.p99,
+            event_to_lake_p999_ms = ev.p999,
+            event_to_lake_max_ms = ev.max,
             received_to_lake_p50_ms = rc.p50,
+            received_to_lake_p90_ms = rc.p90,
             received_to_lake_p99_ms = rc.p99,
             received_to_lake_p999_ms = rc.p999,
+            received_to_lake_max_ms = rc.max,
             "progress"
         );
         self.last = now;
