@@ -24,7 +24,8 @@
 //!   `pipeline`).
 //! - [`secret`]: `Sensitive`, a value never printed, and which property names are secrets (a
 //!   leaf).
-//! - [`telemetry`]: logging, Prometheus metrics, hdrhistogram latency, the HTTP endpoints.
+//! - [`telemetry`]: logging, Prometheus metrics (latency histograms, watermarks, the process
+//!   series), hdrhistogram percentiles of the last minute, the HTTP endpoints.
 //! - [`pipeline`]: the wiring; the one place that knows every stage. Each input partition's
 //!   progress, admission rules and idleness are `pipeline::progress`; what the registrar is
 //!   told is `pipeline::registration`.
