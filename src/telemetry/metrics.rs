@@ -502,7 +502,7 @@ impl Health {
     /// The job registers into a metastore: readiness fails once it has not answered for
     /// `after`.
     pub fn watch_metastore(&self, after: std::time::Duration) {
-        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX).max(1);
         self.metastore_unready_after_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -523,7 +523,8 @@ impl Health {
     fn metastore_down_too_long(&self, now_ms: i64) -> bool {
         let since = self.metastore_down_since.load(Ordering::Relaxed);
         let after = self.metastore_unready_after_ms.load(Ordering::Relaxed);
-        since > 0 && now_ms.saturating_sub(since) >= after
+        // 0: no metastore is watched.
+        after > 0 && since > 0 && now_ms.saturating_sub(since) >= after
     }
 
     /// Why the job is not ready, if it is not.
@@ -622,5 +623,37 @@ mod tests {
         assert_eq!(h.not_ready(), Some("an input batch cannot be decoded"));
         h.set_input_undecodable(now - UNDECODABLE_FOR_MS - 1);
         assert_eq!(h.not_ready(), None);
+    }
+
+    #[test]
+    fn a_metastore_down_for_long_fails_readiness_until_it_answers() {
+        let h = Health::default();
+        h.set_assigned(1);
+        h.set_lake_writable(true);
+        let now = crate::telemetry::unix_ms();
+        // Without a metastore to watch, nothing is reported.
+        h.set_metastore_reachable(false, now - 3_600_000);
+        assert_eq!(h.not_ready(), None);
+        h.watch_metastore(Duration::from_secs(300));
+        assert!(h.not_ready().is_some_and(|r| r.contains("metastore")));
+        h.set_metastore_reachable(true, now);
+        assert_eq!(h.not_ready(), None);
+        // Down since just now: not yet too long.
+        h.set_metastore_reachable(false, now);
+        assert_eq!(h.not_ready(), None);
+    }
+
+    #[test]
+    fn recent_latency_forgets_what_is_older_than_a_minute() {
+        let t0 = Instant::now();
+        let mut r = RecentLatency::new(t0);
+        r.record(Duration::from_secs(10), t0);
+        assert_eq!(r.percentiles(t0).count, 1);
+        r.record(Duration::from_millis(100), t0 + Duration::from_secs(30));
+        assert_eq!(r.percentiles(t0 + Duration::from_secs(30)).count, 2);
+        let later = r.percentiles(t0 + Duration::from_secs(61));
+        assert_eq!(later.count, 1, "the first slot has rotated out");
+        assert!(later.p99 < 200.0);
+        assert_eq!(r.percentiles(t0 + Duration::from_secs(600)).count, 0);
     }
 }
