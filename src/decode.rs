@@ -25,14 +25,61 @@ pub enum KeySource {
     Field(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+/// How the event-time field is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(try_from = "String", into = "String")]
 pub enum TimeFormat {
     #[default]
     EpochMillis,
     EpochSeconds,
+    EpochMicros,
+    EpochNanos,
     Rfc3339,
+    /// A strftime pattern (`%Y-%m-%d %H:%M:%S%.f`); without an offset (`%z`) the time is UTC.
+    Pattern(String),
 }
+
+impl TryFrom<String> for TimeFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Ok(match s.as_str() {
+            "epoch_millis" => TimeFormat::EpochMillis,
+            "epoch_seconds" => TimeFormat::EpochSeconds,
+            "epoch_micros" => TimeFormat::EpochMicros,
+            "epoch_nanos" => TimeFormat::EpochNanos,
+            "rfc3339" => TimeFormat::Rfc3339,
+            p if p.contains('%') => {
+                use chrono::format::{Item, StrftimeItems};
+                if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
+                    return Err(format!("`{p}` is not a valid strftime pattern"));
+                }
+                TimeFormat::Pattern(p.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a time format: use epoch_millis, epoch_seconds, epoch_micros, epoch_nanos, rfc3339 or a strftime pattern such as \"%Y-%m-%d %H:%M:%S\""
+                ));
+            }
+        })
+    }
+}
+
+impl From<TimeFormat> for String {
+    fn from(f: TimeFormat) -> String {
+        match f {
+            TimeFormat::EpochMillis => "epoch_millis".into(),
+            TimeFormat::EpochSeconds => "epoch_seconds".into(),
+            TimeFormat::EpochMicros => "epoch_micros".into(),
+            TimeFormat::EpochNanos => "epoch_nanos".into(),
+            TimeFormat::Rfc3339 => "rfc3339".into(),
+            TimeFormat::Pattern(p) => p,
+        }
+    }
+}
+
+/// The `time_field` that takes each record's Kafka timestamp as its event time.
+pub const KAFKA_TIMESTAMP: &str = "@kafka_timestamp";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
@@ -131,6 +178,8 @@ pub struct Decoder {
     /// Looked up once per field of every record, so with a fast hash rather than SipHash (the
     /// map is fixed at start: hostile field names cannot grow it).
     roles: HashMap<String, Vec<Role>, foldhash::fast::RandomState>,
+    /// The event time is the Kafka timestamp (`time_field = "@kafka_timestamp"`).
+    kafka_time: bool,
 }
 
 impl Decoder {
@@ -139,17 +188,24 @@ impl Decoder {
         if let KeySource::Field(f) = &spec.key {
             roles.entry(f.clone()).or_default().push(Role::Key);
         }
-        roles
-            .entry(spec.time_field.clone())
-            .or_default()
-            .push(Role::Time);
+        if spec.time_field != KAFKA_TIMESTAMP {
+            roles
+                .entry(spec.time_field.clone())
+                .or_default()
+                .push(Role::Time);
+        }
         for (i, f) in spec.features.iter().enumerate() {
             roles.entry(f.clone()).or_default().push(Role::Feature(i));
         }
         for (i, f) in spec.passthrough.iter().enumerate() {
             roles.entry(f.clone()).or_default().push(Role::Pass(i));
         }
-        Decoder { spec, roles }
+        let kafka_time = spec.time_field == KAFKA_TIMESTAMP;
+        Decoder {
+            spec,
+            roles,
+            kafka_time,
+        }
     }
 
     pub fn spec(&self) -> &InputSpec {
@@ -186,7 +242,12 @@ impl Decoder {
             KeySource::Field(_) => raw.key,
         }
         .ok_or(Reject::MissingKey)?;
-        let ts_ms = raw.ts_ms.ok_or(Reject::MissingOrInvalidTime)?;
+        let ts_ms = if self.kafka_time {
+            kafka_ts.filter(|t| *t >= 0)
+        } else {
+            raw.ts_ms
+        }
+        .ok_or(Reject::MissingOrInvalidTime)?;
         if !(MIN_TS_MS..=MAX_TS_MS).contains(&ts_ms) {
             return Err(Reject::TimeOutOfRange);
         }
@@ -210,6 +271,16 @@ impl Decoder {
             passthrough: raw.passthrough,
         })
     }
+}
+
+/// A time in a strftime pattern: with an offset when the pattern has one, otherwise UTC.
+fn parse_pattern(s: &str, pattern: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_str(s, pattern) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDateTime::parse_from_str(s, pattern)
+        .ok()
+        .map(|t| t.and_utc().timestamp_millis())
 }
 
 /// The reason for a serde_json failure. serde_json has no error kind for a number beyond f64,
@@ -265,7 +336,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             for role in roles {
                 match *role {
                     Role::Key => rec.key = v.as_key(),
-                    Role::Time => rec.ts_ms = v.as_time(spec.time_format),
+                    Role::Time => rec.ts_ms = v.as_time(&spec.time_format),
                     Role::Feature(i) => {
                         if let Some(slot) = rec.features.get_mut(i) {
                             *slot = v.as_feature();
@@ -352,23 +423,35 @@ impl Scalar<'_> {
         }
     }
 
-    fn as_time(&self, fmt: TimeFormat) -> Option<i64> {
-        let per_unit: i64 = match fmt {
-            TimeFormat::EpochSeconds => 1000,
-            _ => 1,
-        };
+    fn as_time(&self, fmt: &TimeFormat) -> Option<i64> {
         match (self, fmt) {
             (Scalar::Str(s), TimeFormat::Rfc3339) => chrono::DateTime::parse_from_rfc3339(s)
                 .ok()
                 .map(|d| d.timestamp_millis()),
-            (Scalar::Int(i), TimeFormat::EpochMillis | TimeFormat::EpochSeconds) => {
-                i.checked_mul(per_unit)
-            }
-            (Scalar::UInt(u), TimeFormat::EpochMillis | TimeFormat::EpochSeconds) => {
-                i64::try_from(*u).ok()?.checked_mul(per_unit)
-            }
-            (Scalar::Float(f), TimeFormat::EpochMillis | TimeFormat::EpochSeconds) => {
-                let ms = (f * per_unit as f64).floor();
+            (Scalar::Str(s), TimeFormat::Pattern(p)) => parse_pattern(s, p),
+            (_, TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => None,
+            (_, epoch) => self.as_epoch(epoch),
+        }
+    }
+
+    /// A number of seconds, milliseconds, microseconds or nanoseconds since the epoch, in
+    /// milliseconds (rounded down, also before 1970).
+    fn as_epoch(&self, fmt: &TimeFormat) -> Option<i64> {
+        // (multiply by, divide by) to get milliseconds.
+        let (mul, div): (i64, i64) = match fmt {
+            TimeFormat::EpochSeconds => (1000, 1),
+            TimeFormat::EpochMicros => (1, 1000),
+            TimeFormat::EpochNanos => (1, 1_000_000),
+            _ => (1, 1),
+        };
+        match self {
+            Scalar::Int(i) => i.checked_mul(mul).map(|v| v.div_euclid(div)),
+            Scalar::UInt(u) => i64::try_from(*u)
+                .ok()?
+                .checked_mul(mul)
+                .map(|v| v.div_euclid(div)),
+            Scalar::Float(f) => {
+                let ms = (f * mul as f64 / div as f64).floor();
                 (ms.is_finite() && ms.abs() < 9.0e18).then_some(ms as i64)
             }
             _ => None,

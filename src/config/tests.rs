@@ -378,3 +378,30 @@ fn kafka_properties_come_from_bash_valid_variable_names() {
     assert_eq!(p["sasl.mechanism"].expose(), "PLAIN");
     assert_eq!(p["sasl.password"].expose(), "filed");
 }
+
+#[test]
+fn time_formats_and_the_metastore_are_checked_with_the_rest() {
+    let text = GOOD.replace(
+        "passthrough = [\"site\"]",
+        "passthrough = [\"site\"]\ntime_format = \"epoch_milis\"",
+    ) + "[lake.metastore]\nuri = \"hms:9083\"\nadd_partitions = \"on_complete\"\n[lake.success_marker]\nenabled = false\n[time]\nidle_timeout = \"0s\"\n";
+    let errs = Config::from_toml(&text, no_env()).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"input.time_format"), "{errs:?}");
+    assert!(fields.contains(&"lake.metastore.uri"), "{errs:?}");
+    assert!(
+        fields.contains(&"lake.metastore.add_partitions"),
+        "{errs:?}"
+    );
+    assert!(fields.contains(&"time.idle_timeout"), "{errs:?}");
+
+    let text = GOOD.replace(
+        "passthrough = [\"site\"]",
+        "passthrough = [\"site\"]\ntime_field = \"@kafka_timestamp\"\ntime_format = \"epoch_nanos\"",
+    ) + "[lake.metastore]\nuri = \"thrift://a:9083,thrift://b:9083\"\n";
+    let c = Config::from_toml(&text, no_env()).unwrap();
+    assert_eq!(c.input.time_format, TimeFormat::EpochNanos);
+    let m = c.lake.metastore.unwrap().options();
+    assert_eq!(m.uris, ["thrift://a:9083", "thrift://b:9083"]);
+    assert_eq!(m.database, "default");
+}

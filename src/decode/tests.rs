@@ -248,3 +248,81 @@ fn integer_keys_are_rendered_in_decimal() {
         .unwrap();
     assert_eq!(&*d.key, "42");
 }
+
+fn timed(time_field: &str, fmt: &str) -> Decoder {
+    Decoder::new(InputSpec {
+        key: KeySource::KafkaKey,
+        time_field: time_field.into(),
+        time_format: TimeFormat::try_from(fmt.to_string()).unwrap(),
+        features: vec!["v".into()],
+        passthrough: vec![],
+        max_ahead_ms: None,
+        partition_fields: Vec::new(),
+    })
+}
+
+#[test]
+fn micro_and_nanosecond_times_round_down_to_milliseconds() {
+    let micros = timed("t", "epoch_micros");
+    let at = |d: &Decoder, v: &str| {
+        d.decode(Some(b"k"), format!(r#"{{"t":{v},"v":1}}"#).as_bytes())
+            .map(|d| d.ts_ms)
+    };
+    assert_eq!(at(&micros, "1795658400500999"), Ok(1_795_658_400_500));
+    assert_eq!(at(&micros, "-1500"), Ok(-2), "before 1970, rounded down");
+    assert_eq!(at(&micros, "1795658400500999.5"), Ok(1_795_658_400_500));
+    let nanos = timed("t", "epoch_nanos");
+    assert_eq!(at(&nanos, "1795658400500999999"), Ok(1_795_658_400_500));
+    assert_eq!(
+        at(&nanos, "\"1795658400500999999\""),
+        Err(Reject::MissingOrInvalidTime)
+    );
+}
+
+#[test]
+fn a_strftime_pattern_reads_local_times_as_utc_and_offsets_when_given() {
+    let utc = timed("t", "%Y-%m-%d %H:%M:%S%.f");
+    let d = utc
+        .decode(Some(b"k"), br#"{"t":"2026-11-26 02:00:00.250","v":1}"#)
+        .unwrap();
+    assert_eq!(d.ts_ms, 1_795_658_400_250);
+    let zoned = timed("t", "%d/%m/%Y %H:%M %z");
+    let d = zoned
+        .decode(Some(b"k"), br#"{"t":"26/11/2026 03:00 +0100","v":1}"#)
+        .unwrap();
+    assert_eq!(d.ts_ms, 1_795_658_400_000);
+    assert_eq!(
+        utc.decode(Some(b"k"), br#"{"t":"yesterday","v":1}"#),
+        Err(Reject::MissingOrInvalidTime)
+    );
+    assert!(TimeFormat::try_from("epoch_milis".to_string()).is_err());
+    assert!(TimeFormat::try_from("%Y-%Q".to_string()).is_err());
+    assert_eq!(
+        String::from(TimeFormat::try_from("%Y".to_string()).unwrap()),
+        "%Y"
+    );
+}
+
+#[test]
+fn the_kafka_timestamp_can_be_the_event_time() {
+    let d = timed(KAFKA_TIMESTAMP, "epoch_millis");
+    let got = d
+        .decode_at(
+            Some(b"k"),
+            br#"{"v":1,"@kafka_timestamp":5}"#,
+            Some(1_795_658_400_000),
+        )
+        .unwrap();
+    assert_eq!(
+        got.ts_ms, 1_795_658_400_000,
+        "the record's field is not read"
+    );
+    assert_eq!(
+        d.decode_at(Some(b"k"), br#"{"v":1}"#, None),
+        Err(Reject::MissingOrInvalidTime)
+    );
+    assert_eq!(
+        d.decode_at(Some(b"k"), br#"{"v":1}"#, Some(-1)),
+        Err(Reject::MissingOrInvalidTime)
+    );
+}
