@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::broker::{self, Broker, free_port};
 use common::job::{self, Job};
@@ -120,12 +120,9 @@ fn metric(port: u16, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+/// Wait until `done` holds.
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    common::wait_for(what, timeout, || done().then_some(()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,13 +184,13 @@ async fn a_metastore_down_at_start_and_restarted_mid_run_ends_with_every_partiti
     broker::produce(&broker.addr(), "down", &records(1, 0, 30)).await;
     let ends = broker::end_offsets(&broker.addr(), "down", 2);
     job::wait_committed(&root, "down", &ends, Duration::from_secs(60));
-    wait_for("failed metastore attempts", Duration::from_secs(30), || {
+    wait_until("failed metastore attempts", Duration::from_secs(30), || {
         metric(port, "normlake_metastore_failures_total") >= 1.0
     });
     assert!(metric(port, "normlake_metastore_backlog_partitions") > 0.0);
 
     let mut hms = Metastore::start_on(hms_port);
-    wait_for("the backlog to drain", Duration::from_secs(120), || {
+    wait_until("the backlog to drain", Duration::from_secs(120), || {
         metric(port, "normlake_metastore_backlog_partitions") == 0.0
             && metric(port, "normlake_metastore_partitions_registered_total") > 0.0
     });
@@ -202,7 +199,7 @@ async fn a_metastore_down_at_start_and_restarted_mid_run_ends_with_every_partiti
     let ends = broker::end_offsets(&broker.addr(), "down", 2);
     job::wait_committed(&root, "down", &ends, Duration::from_secs(60));
     hms.restart();
-    wait_for(
+    wait_until(
         "the backlog to drain again",
         Duration::from_secs(120),
         || metric(port, "normlake_metastore_backlog_partitions") == 0.0,
@@ -296,7 +293,7 @@ async fn an_idle_input_stops_holding_back_completion_and_on_complete_registratio
     );
     let cfg = job::write_config(dir.path(), "idle.toml", &text);
     let mut idle_run = Job::start(&cfg, false, &dir.path().join("idle.log"));
-    wait_for("11:00-12:00 to complete", Duration::from_secs(90), || {
+    wait_until("11:00-12:00 to complete", Duration::from_secs(90), || {
         hour_complete(&root, "11")
     });
     std::thread::sleep(Duration::from_secs(3));

@@ -149,10 +149,10 @@ impl Layout {
             .list_sized(&dir)?
             .into_iter()
             .filter(|(key, _)| {
-                key.strip_prefix(&prefix)
-                    .and_then(|rel| rel.rsplit_once('/'))
-                    .is_some_and(|(d, _)| d == rel_dir)
-                    && key.strip_prefix(&prefix).is_some_and(is_published_data)
+                key.strip_prefix(&prefix).is_some_and(|rel| {
+                    rel.rsplit_once('/').is_some_and(|(d, _)| d == rel_dir)
+                        && is_published_data(rel)
+                })
             })
             .collect())
     }

@@ -340,15 +340,17 @@ impl Worker {
             rows: Some(0),
         };
         for (key, size) in files {
-            let rows = match self.rows.get(&key) {
-                Some(r) => Some(*r),
-                None => crate::lake::parquet_rows(self.layout.store(), &key, size)
-                    .inspect_err(|e| tracing::debug!(file = %key, error = %e, "cannot read a file's row count"))
-                    .ok()
-                    .inspect(|r| {
-                        self.rows.insert(key.clone(), *r);
-                    }),
-            };
+            if !self.rows.contains_key(&key) {
+                match crate::lake::parquet_rows(self.layout.store(), &key, size) {
+                    Ok(r) => {
+                        self.rows.insert(key.clone(), r);
+                    }
+                    Err(e) => {
+                        tracing::debug!(file = %key, error = %e, "cannot read a file's row count")
+                    }
+                }
+            }
+            let rows = self.rows.get(&key).copied();
             stats.rows = stats.rows.zip(rows).map(|(a, b)| a + b);
         }
         Some(stats)

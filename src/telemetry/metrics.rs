@@ -426,21 +426,11 @@ impl Metrics {
                 .get_or_create(&partition_labels(&topic, partition))
                 .set(1);
         }
-        let owned: Vec<(String, i32)> = self
-            .watermarks
+        // A partition no longer owned has no watermark here.
+        self.watermarks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        for key in owned {
-            if self.owned.get(&partition_labels(&key.0, key.1)).is_none() {
-                self.watermarks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
-            }
-        }
+            .retain(|(t, p), _| self.owned.get(&partition_labels(t, *p)).is_some());
     }
 
     /// A lake commit of an input partition whose event-time watermark is `watermark_ms`.

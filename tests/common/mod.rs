@@ -10,6 +10,20 @@ pub mod metastore;
 pub mod s3;
 pub mod scrape;
 
+use std::time::{Duration, Instant};
+
+/// Poll `f` (every 200 ms) until it gives a value; fail the test after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Produce the golden records to their partitions in order and check that every record got
 /// the offset the golden files name.
 pub async fn produce_golden(brokers: &str, topic: &str) {
