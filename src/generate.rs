@@ -292,6 +292,7 @@ mod tests {
             seed: 7,
         };
         let dec = Decoder::new(InputSpec {
+            format: crate::decode::InputFormat::Json,
             key: KeySource::Field("sensor_id".into()),
             time_field: "ts".into(),
             time_format: TimeFormat::EpochMillis,

@@ -54,7 +54,8 @@ fn input_schema_names_the_configured_fields() {
         .filter_map(|v| v.as_str())
         .collect();
     assert!(required.contains(&key.as_str()) && required.contains(&cfg.input.time_field.as_str()));
-    for f in cfg.input.features.iter().chain(&cfg.input.passthrough) {
+    let pass = cfg.input.passthrough.iter().map(|p| &p.path);
+    for f in cfg.input.features.iter().chain(pass) {
         assert!(
             props.contains_key(f),
             "{f} is not described in the input schema"

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use super::{ByteSize, Collector, HumanDuration, RESERVED_COLUMNS, defaults};
-use crate::decode::InputSpec;
+use crate::decode::{InputSpec, PassType, column_name};
 use crate::lake::partition::{PartitionSpecError, Partitioning};
 use crate::lake::store::S3Options;
 
@@ -208,8 +208,19 @@ pub(super) fn build_partitioning(
 ) -> Option<Partitioning> {
     let mut fields = Vec::new();
     for f in &p.fields {
-        match input.passthrough.iter().position(|x| x == f) {
-            Some(i) => fields.push((f.clone(), i)),
+        let found = input
+            .passthrough
+            .iter()
+            .position(|x| x.path == *f || x.column() == *f);
+        match found.map(|i| (i, &input.passthrough[i])) {
+            Some((i, x)) if x.kind == PassType::String => fields.push((x.column(), i)),
+            Some((_, x)) => c.err(
+                "lake.partitioning.fields",
+                format!(
+                    "`{f}` is a {} pass-through field; a partition field must be a string",
+                    x.kind.as_str()
+                ),
+            ),
             None => c.err(
                 "lake.partitioning.fields",
                 format!("`{f}` is not one of input.passthrough"),
@@ -218,16 +229,17 @@ pub(super) fn build_partitioning(
     }
     input.partition_fields = fields.iter().map(|(_, i)| *i).collect();
     // Columns of the files: a time partition column must not share a name with one.
-    let columns_in_files: Vec<&str> = RESERVED_COLUMNS
+    let columns_in_files: Vec<String> = RESERVED_COLUMNS
         .iter()
-        .copied()
-        .chain(input.features.iter().map(String::as_str))
+        .map(|c| c.to_string())
+        .chain(input.features.iter().map(|f| column_name(f)))
         .chain(
             input
                 .passthrough
                 .iter()
-                .filter(|x| !p.fields.contains(x))
-                .map(String::as_str),
+                .enumerate()
+                .filter(|(i, _)| !input.partition_fields.contains(i))
+                .map(|(_, x)| x.column()),
         )
         .collect();
     // The pattern and the zone are checked apart, so that both mistakes are reported.
@@ -245,7 +257,7 @@ pub(super) fn build_partitioning(
         Ok(built) => {
             let time_columns = built.columns().len() - p.fields.len().min(built.columns().len());
             for col in built.columns().iter().take(time_columns) {
-                if columns_in_files.contains(&col.as_str()) {
+                if columns_in_files.contains(col) {
                     c.err(
                         "lake.partitioning.time",
                         format!("partition column `{col}` is also a column of the files"),

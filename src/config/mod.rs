@@ -16,10 +16,11 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::decode::{InputSpec, KeySource, TimeFormat};
+use crate::decode::InputSpec;
 use crate::lake::partition::Partitioning;
 use crate::normalize::{Degenerate, LatePolicy, Plan, TimeMode};
 
+mod input;
 mod interpolate;
 mod kafka;
 mod lake;
@@ -30,6 +31,8 @@ mod values;
 
 pub use crate::lake::store::S3Options;
 pub use crate::secret::{Sensitive, is_secret_property};
+pub use input::RegistrySection;
+use input::{InputSection, build_input};
 pub use interpolate::interpolate;
 pub use kafka::{DataLoss, DeadLetterConfig, DeadLetterDestination, KafkaConfig, OffsetReset};
 use kafka::{validate_dead_letter, validate_kafka};
@@ -41,20 +44,6 @@ use lake::{build_partitioning, validate_lake};
 pub use metastore::{MetastoreSection, Uris};
 use plan::build_plan;
 pub use values::{ByteSize, HumanDuration};
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputSection {
-    /// JSON field holding the key; omit to use the Kafka message key.
-    key_field: Option<String>,
-    #[serde(default = "defaults::time_field")]
-    time_field: String,
-    #[serde(default)]
-    time_format: TimeFormat,
-    features: Vec<String>,
-    #[serde(default)]
-    passthrough: Vec<String>,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +184,8 @@ impl MemoryConfig {
 pub struct Config {
     pub kafka: KafkaConfig,
     pub input: InputSpec,
+    /// `[input.schema_registry]`, for Avro input.
+    pub registry: Option<RegistrySection>,
     pub plan: Plan,
     pub lake: LakeConfig,
     pub dead_letter: DeadLetterConfig,
@@ -400,8 +391,10 @@ impl Config {
         if let (Some(d), Some(k)) = (&dead_letter, &kafka) {
             validate_dead_letter(d, k, &mut c);
         }
+        let mut registry = None;
         let mut input = input.map(|i| {
-            let mut spec = build_input(i, &mut c);
+            let (mut spec, r) = build_input(i, &mut c);
+            registry = r;
             spec.max_ahead_ms = time.as_ref().map(|t| t.max_ahead.millis());
             spec
         });
@@ -428,6 +421,7 @@ impl Config {
                 Some(partitioning),
             ) if c.0.is_empty() => Ok(Config {
                 kafka,
+                registry,
                 input,
                 plan,
                 lake,
@@ -544,56 +538,6 @@ fn set_path(
 }
 
 const MIN_BUDGET: u64 = 32 << 20;
-
-fn build_input(i: InputSection, c: &mut Collector) -> InputSpec {
-    if i.features.is_empty() {
-        c.err("input.features", "must name at least one feature");
-    }
-    let mut seen = std::collections::HashSet::new();
-    for f in &i.features {
-        if !seen.insert(f) {
-            c.err("input.features", format!("`{f}` is listed twice"));
-        }
-        if !is_column_name(f) {
-            c.err(
-                "input.features",
-                format!("`{f}` is not usable as a column name (letters, digits, _)"),
-            );
-        }
-    }
-    for p in &i.passthrough {
-        if !is_column_name(p) {
-            c.err(
-                "input.passthrough",
-                format!("`{p}` is not usable as a column name (letters, digits, _)"),
-            );
-        }
-        if i.features.contains(p) {
-            c.err("input.passthrough", format!("`{p}` is also a feature"));
-        }
-        if RESERVED_COLUMNS.contains(&p.as_str()) {
-            c.err(
-                "input.passthrough",
-                format!("`{p}` collides with a column normlake writes"),
-            );
-        }
-    }
-    if i.key_field.as_deref() == Some("") {
-        c.err(
-            "input.key_field",
-            "must not be empty (omit it to use the Kafka message key)",
-        );
-    }
-    InputSpec {
-        key: i.key_field.map_or(KeySource::KafkaKey, KeySource::Field),
-        time_field: i.time_field,
-        time_format: i.time_format,
-        features: i.features,
-        passthrough: i.passthrough,
-        max_ahead_ms: None,
-        partition_fields: Vec::new(),
-    }
-}
 
 /// Columns every output row has (spec §5), which input names must not shadow.
 pub const RESERVED_COLUMNS: [&str; 5] = [

@@ -7,7 +7,7 @@ use super::{
     Collector, HumanDuration, LayerSection, MethodName, NormalizeSection, TimeSection, WindowName,
     defaults, is_column_name,
 };
-use crate::decode::InputSpec;
+use crate::decode::{InputSpec, column_name};
 use crate::normalize::{LayerSpec, Method, NormSpec, Plan, Window};
 
 fn feature_indexes(
@@ -24,7 +24,7 @@ fn feature_indexes(
             }
             list.iter()
                 .filter_map(|f| {
-                    let ix = all.iter().position(|a| a == f);
+                    let ix = all.iter().position(|a| a == f || column_name(a) == *f);
                     if ix.is_none() {
                         c.err(field, format!("`{f}` is not one of input.features"));
                     }
@@ -83,7 +83,7 @@ pub(super) fn build_plan(
         .max()
         .unwrap_or(0);
     let plan = Plan {
-        features: input.features.clone(),
+        features: input.features.iter().map(|f| column_name(f)).collect(),
         norms: specs,
         layer,
         time_mode: t.mode,

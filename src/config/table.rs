@@ -74,7 +74,7 @@ fn output_schema(cfg: &Config) -> OutputSchema {
             .iter()
             .enumerate()
             .filter(|(i, _)| !partition_fields.contains(i))
-            .map(|(i, p)| (i, p.clone()))
+            .map(|(i, p)| (i, p.column(), p.kind))
             .collect(),
         cfg.lake.keep_raw,
         cfg.plan.slots(),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::decode::{KeySource, TimeFormat};
 use crate::normalize::Window;
 
 const GOOD: &str = r#"
@@ -404,4 +405,116 @@ fn time_formats_and_the_metastore_are_checked_with_the_rest() {
     let m = c.lake.metastore.unwrap().options();
     assert_eq!(m.uris, ["thrift://a:9083", "thrift://b:9083"]);
     assert_eq!(m.database, "default");
+}
+
+#[test]
+fn nested_paths_name_their_columns_and_collisions_are_errors() {
+    let text = GOOD
+        .replace(
+            "features = [\"temp\", \"hum\"]",
+            "features = [\"payload.temp\", \"hum\"]",
+        )
+        .replace(
+            "passthrough = [\"site\"]",
+            "passthrough = [\"meta.site\", { field = \"payload.count\", type = \"int64\" }, { field = \"seen\", type = \"timestamp\" }]",
+        )
+        + "[lake.partitioning]\nfields = [\"meta_site\"]\n";
+    let c = Config::from_toml(&text, no_env()).unwrap();
+    assert_eq!(c.plan.features, ["payload_temp", "hum"]);
+    assert_eq!(c.input.features, ["payload.temp", "hum"]);
+    assert_eq!(c.input.passthrough[1].kind, crate::decode::PassType::Int64);
+    assert_eq!(c.input.partition_fields, [0]);
+    let names: Vec<String> = c
+        .table()
+        .schema
+        .hive_columns()
+        .into_iter()
+        .map(|(n, t)| format!("{n} {t}"))
+        .collect();
+    assert!(
+        names.contains(&"payload_count BIGINT".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"seen TIMESTAMP".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"payload_temp_z DOUBLE".to_string()),
+        "{names:?}"
+    );
+
+    let text = GOOD
+        .replace(
+            "features = [\"temp\", \"hum\"]",
+            "features = [\"payload.temp\", \"payload_temp\", \"a..b\"]",
+        )
+        .replace(
+            "passthrough = [\"site\"]",
+            "passthrough = [{ field = \"key\", type = \"string\" }, { field = \"n\", type = \"int32\" }, { field = \"count\", type = \"int64\" }]",
+        )
+        + "[lake.partitioning]\nfields = [\"count\"]\n";
+    let errs = Config::from_toml(&text, no_env()).unwrap_err().0;
+    let text_of = |f: &str| -> Vec<String> {
+        errs.iter()
+            .filter(|e| e.field == f)
+            .map(|e| e.message.clone())
+            .collect()
+    };
+    let features = text_of("input.features");
+    assert!(
+        features.iter().any(|m| m
+            .contains("`payload_temp` is written to column `payload_temp`, as is `payload.temp`")),
+        "{errs:?}"
+    );
+    assert!(
+        features
+            .iter()
+            .any(|m| m.contains("`a..b` is not a field path")),
+        "{errs:?}"
+    );
+    let pass = text_of("input.passthrough");
+    assert!(
+        pass.iter().any(|m| m.contains("a column normlake writes")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.field.starts_with("input") && e.message.contains("int32")),
+        "{errs:?}"
+    );
+    assert!(
+        text_of("lake.partitioning.fields")
+            .iter()
+            .any(|m| m.contains("a partition field must be a string")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn avro_input_needs_a_registry_whose_settings_are_checked() {
+    let avro = GOOD.replace(
+        "passthrough = [\"site\"]",
+        "passthrough = [\"site\"]\nformat = \"avro_confluent\"",
+    );
+    let errs = Config::from_toml(&avro, no_env()).unwrap_err().0;
+    assert!(
+        errs.iter().any(|e| e.field == "input.schema_registry"),
+        "{errs:?}"
+    );
+    let text = avro.clone()
+        + "[input.schema_registry]\nurl = \"registry:8081\"\nusername = \"u\"\ntimeout = \"0s\"\nca_certificate = \"/nonexistent.pem\"\n";
+    let errs = Config::from_toml(&text, no_env()).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    for f in [
+        "input.schema_registry.url",
+        "input.schema_registry",
+        "input.schema_registry.timeout",
+        "input.schema_registry.ca_certificate",
+    ] {
+        assert!(fields.contains(&f), "{f}: {errs:?}");
+    }
+    let text = avro
+        + "[input.schema_registry]\nurl = \"http://a:8081, http://b:8081\"\nusername = \"u\"\npassword = \"s3cret\"\n";
+    let c = Config::from_toml(&text, no_env()).unwrap();
+    let r = c.registry.as_ref().unwrap();
+    assert_eq!(r.url.list(), ["http://a:8081", "http://b:8081"]);
+    assert!(!format!("{c:?}").contains("s3cret"));
 }

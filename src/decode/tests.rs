@@ -2,6 +2,7 @@ use super::*;
 
 fn decoder() -> Decoder {
     Decoder::new(InputSpec {
+        format: InputFormat::Json,
         key: KeySource::Field("sensor_id".into()),
         time_field: "ts".into(),
         time_format: TimeFormat::EpochMillis,
@@ -30,7 +31,7 @@ fn decodes_typed_fields_and_feature_states() {
             FeatureValue::Invalid
         ]
     );
-    assert_eq!(d.passthrough, vec![Some("eu".to_string())]);
+    assert_eq!(d.passthrough, vec![PassValue::Text("eu".to_string())]);
 }
 
 #[test]
@@ -174,7 +175,7 @@ fn hostile_inputs_have_defined_outcomes() {
     // Empty strings: an empty key is missing, an empty feature invalid, a pass-through kept.
     let e = ok(br#"{"sensor_id":"a","ts":1,"temp":"","site":""}"#).unwrap();
     assert_eq!(e.features[0], FeatureValue::Invalid);
-    assert_eq!(e.passthrough[0].as_deref(), Some(""));
+    assert_eq!(e.passthrough[0].as_str(), Some(""));
     // Keys with control characters are kept byte for byte (they never become paths).
     let k = ok(b"{\"sensor_id\":\"a\\u0000b\\n\\u001b[31m\",\"ts\":1}").unwrap();
     assert_eq!(&*k.key, "a\u{0}b\n\u{1b}[31m");
@@ -221,6 +222,7 @@ fn hostile_inputs_have_defined_outcomes() {
 #[test]
 fn kafka_key_and_rfc3339_time() {
     let dec = Decoder::new(InputSpec {
+        format: InputFormat::Json,
         key: KeySource::KafkaKey,
         time_field: "at".into(),
         time_format: TimeFormat::Rfc3339,
@@ -251,6 +253,7 @@ fn integer_keys_are_rendered_in_decimal() {
 
 fn timed(time_field: &str, fmt: &str) -> Decoder {
     Decoder::new(InputSpec {
+        format: InputFormat::Json,
         key: KeySource::KafkaKey,
         time_field: time_field.into(),
         time_format: TimeFormat::try_from(fmt.to_string()).unwrap(),
@@ -325,4 +328,317 @@ fn the_kafka_timestamp_can_be_the_event_time() {
         d.decode_at(Some(b"k"), br#"{"v":1}"#, Some(-1)),
         Err(Reject::MissingOrInvalidTime)
     );
+}
+
+fn nested_spec(format: InputFormat) -> InputSpec {
+    InputSpec {
+        format,
+        key: KeySource::Field("meta.id".into()),
+        time_field: "meta.ts".into(),
+        time_format: TimeFormat::EpochMillis,
+        features: vec!["payload.temp".into(), "hum".into()],
+        passthrough: vec![
+            PassField::string("meta.site"),
+            PassField {
+                path: "payload.count".into(),
+                kind: PassType::Int64,
+            },
+            PassField {
+                path: "payload.ratio".into(),
+                kind: PassType::Float64,
+            },
+            PassField {
+                path: "ok".into(),
+                kind: PassType::Bool,
+            },
+            PassField {
+                path: "seen".into(),
+                kind: PassType::Timestamp,
+            },
+        ],
+        max_ahead_ms: None,
+        partition_fields: Vec::new(),
+    }
+}
+
+#[test]
+fn nested_paths_reach_into_objects_and_become_underscored_columns() {
+    let dec = Decoder::new(nested_spec(InputFormat::Json));
+    let d = dec
+        .decode(
+            None,
+            br#"{"meta":{"id":"s1","ts":1000,"site":"eu","x":{"deep":[1]}},"hum":2,
+                "payload":{"temp":1.5,"count":7,"ratio":3,"other":{"a":1}},"ok":true,"seen":2000}"#,
+        )
+        .unwrap();
+    assert_eq!((&*d.key, d.ts_ms), ("s1", 1000));
+    assert_eq!(
+        d.features,
+        vec![FeatureValue::Value(1.5), FeatureValue::Value(2.0)]
+    );
+    assert_eq!(
+        d.passthrough,
+        vec![
+            PassValue::Text("eu".into()),
+            PassValue::Int(7),
+            PassValue::Float(3.0),
+            PassValue::Bool(true),
+            PassValue::Micros(2_000_000),
+        ]
+    );
+    assert_eq!(column_name("payload.temp"), "payload_temp");
+    // A path whose parent is not an object is absent, not an error.
+    let d = dec
+        .decode(None, br#"{"meta":{"id":"s1","ts":1},"payload":5}"#)
+        .unwrap();
+    assert_eq!(d.features[0], FeatureValue::Missing);
+    assert_eq!(
+        dec.decode(None, br#"{"meta":"s1","ts":1}"#),
+        Err(Reject::MissingKey)
+    );
+}
+
+#[test]
+fn typed_pass_through_values_of_the_wrong_type_are_invalid_and_the_row_is_kept() {
+    let dec = Decoder::new(nested_spec(InputFormat::Json));
+    let d = dec
+        .decode(
+            None,
+            br#"{"meta":{"id":"s1","ts":1,"site":{"n":1}},"payload":{"count":"7","ratio":true},
+                "ok":"yes","seen":"yesterday"}"#,
+        )
+        .unwrap();
+    assert_eq!(d.passthrough, vec![PassValue::Invalid; 5]);
+    // Nulls are null, not invalid; whole floats are integers; numbers and booleans are text.
+    let d = dec
+        .decode(
+            None,
+            br#"{"meta":{"id":"s1","ts":1,"site":12},"payload":{"count":7.0,"ratio":null},"ok":null}"#,
+        )
+        .unwrap();
+    assert_eq!(
+        d.passthrough,
+        vec![
+            PassValue::Text("12".into()),
+            PassValue::Int(7),
+            PassValue::Null,
+            PassValue::Null,
+            PassValue::Null,
+        ]
+    );
+}
+
+#[test]
+fn pass_values_read_from_checkpoints_written_as_optional_strings() {
+    let old: Vec<Option<String>> = vec![Some("eu".into()), None];
+    let bytes = postcard::to_allocvec(&old).unwrap();
+    let now: Vec<PassValue> = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(now, vec![PassValue::Text("eu".into()), PassValue::Null]);
+}
+
+mod avro {
+    use super::*;
+    use apache_avro::Schema;
+    use apache_avro::types::Value;
+
+    const V1: &str = r#"{"type":"record","name":"Reading","namespace":"t","fields":[
+        {"name":"meta","type":{"type":"record","name":"Meta","fields":[
+            {"name":"id","type":"string"},{"name":"ts","type":"long"},
+            {"name":"site","type":["null","string"],"default":null}]}},
+        {"name":"tags","type":{"type":"map","values":{"type":"array","items":"string"}}},
+        {"name":"payload","type":{"type":"record","name":"Payload","fields":[
+            {"name":"temp","type":["null","double"]},
+            {"name":"count","type":"int"},
+            {"name":"ratio","type":"float"}]}},
+        {"name":"hum","type":"double"},
+        {"name":"ok","type":"boolean"},
+        {"name":"seen","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+
+    /// Version 2 reorders fields, drops some and adds others.
+    const V2: &str = r#"{"type":"record","name":"Reading","namespace":"t","fields":[
+        {"name":"hum","type":["null","long"]},
+        {"name":"extra","type":{"type":"array","items":"t.Extra2"}},
+        {"name":"meta","type":{"type":"record","name":"Meta","fields":[
+            {"name":"ts","type":"long"},{"name":"id","type":"string"}]}}]}"#;
+
+    fn datum(schema: &Schema, value: Value) -> Vec<u8> {
+        apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap()
+    }
+
+    fn header(id: u32, body: Vec<u8>) -> Vec<u8> {
+        let mut out = vec![0];
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend(body);
+        out
+    }
+
+    fn v1_record() -> Vec<u8> {
+        let schema = Schema::parse_str(V1).unwrap();
+        let value = Value::Record(vec![
+            (
+                "meta".into(),
+                Value::Record(vec![
+                    ("id".into(), Value::String("s1".into())),
+                    ("ts".into(), Value::Long(1000)),
+                    (
+                        "site".into(),
+                        Value::Union(1, Box::new(Value::String("eu".into()))),
+                    ),
+                ]),
+            ),
+            (
+                "tags".into(),
+                Value::Map(
+                    [(
+                        "a".to_string(),
+                        Value::Array(vec![Value::String("x".into())]),
+                    )]
+                    .into(),
+                ),
+            ),
+            (
+                "payload".into(),
+                Value::Record(vec![
+                    ("temp".into(), Value::Union(1, Box::new(Value::Double(1.5)))),
+                    ("count".into(), Value::Int(7)),
+                    ("ratio".into(), Value::Float(0.5)),
+                ]),
+            ),
+            ("hum".into(), Value::Double(2.0)),
+            ("ok".into(), Value::Boolean(true)),
+            ("seen".into(), Value::TimestampMillis(2000)),
+        ]);
+        header(1, datum(&schema, value))
+    }
+
+    fn decoder() -> Decoder {
+        let mut dec = Decoder::new(nested_spec(InputFormat::AvroConfluent));
+        dec.add_schema(1, SchemaLookup::Found(V1.into())).unwrap();
+        dec
+    }
+
+    #[test]
+    fn records_decode_by_name_with_their_writer_schema() {
+        let dec = decoder();
+        let d = dec.decode(None, &v1_record()).unwrap();
+        assert_eq!((&*d.key, d.ts_ms), ("s1", 1000));
+        assert_eq!(
+            d.features,
+            vec![FeatureValue::Value(1.5), FeatureValue::Value(2.0)]
+        );
+        assert_eq!(
+            d.passthrough,
+            vec![
+                PassValue::Text("eu".into()),
+                PassValue::Int(7),
+                PassValue::Float(0.5),
+                PassValue::Bool(true),
+                PassValue::Micros(2_000_000),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_second_schema_version_is_followed_record_by_record() {
+        let mut dec = decoder();
+        let v2 = V2.replace(
+            "\"t.Extra2\"",
+            r#"{"type":"record","name":"Extra2","fields":[{"name":"n","type":"int"}]}"#,
+        );
+        assert_eq!(dec.missing_schema(&header(2, vec![])), Some(2));
+        dec.add_schema(2, SchemaLookup::Found(v2.clone())).unwrap();
+        assert_eq!(dec.missing_schema(&header(2, vec![])), None);
+        let schema = Schema::parse_str(&v2).unwrap();
+        let value = Value::Record(vec![
+            ("hum".into(), Value::Union(0, Box::new(Value::Null))),
+            (
+                "extra".into(),
+                Value::Array(vec![Value::Record(vec![("n".into(), Value::Int(3))])]),
+            ),
+            (
+                "meta".into(),
+                Value::Record(vec![
+                    ("ts".into(), Value::Long(5)),
+                    ("id".into(), Value::String("s2".into())),
+                ]),
+            ),
+        ]);
+        let second = header(2, datum(&schema, value));
+        let d = dec.decode(None, &second).unwrap();
+        assert_eq!((&*d.key, d.ts_ms), ("s2", 5));
+        assert_eq!(d.features, vec![FeatureValue::Missing; 2]);
+        assert_eq!(d.passthrough, vec![PassValue::Null; 5]);
+        // The first version still decodes.
+        assert_eq!(&*dec.decode(None, &v1_record()).unwrap().key, "s1");
+    }
+
+    #[test]
+    fn bad_records_have_their_own_reasons() {
+        let mut dec = decoder();
+        dec.add_schema(9, SchemaLookup::NotFound).unwrap();
+        let good = v1_record();
+        assert_eq!(dec.decode(None, b"{\"a\":1}"), Err(Reject::NotAvro));
+        assert_eq!(dec.decode(None, &[0, 0, 0]), Err(Reject::NotAvro));
+        assert_eq!(dec.decode(None, b""), Err(Reject::EmptyMessage));
+        let mut unknown = good.clone();
+        unknown[4] = 9;
+        assert_eq!(dec.decode(None, &unknown), Err(Reject::UnknownSchema));
+        for cut in [6, good.len() / 2, good.len() - 1] {
+            assert_eq!(
+                dec.decode(None, &good[..cut]),
+                Err(Reject::MalformedAvro),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(dec.decode(None, &longer), Err(Reject::MalformedAvro));
+        // A huge block count of empty items is bounded, not a loop.
+        let empty: &str = r#"{"type":"record","name":"E","fields":[
+            {"name":"xs","type":{"type":"array","items":"null"}}]}"#;
+        dec.add_schema(3, SchemaLookup::Found(empty.into()))
+            .unwrap();
+        let mut hostile = header(
+            3,
+            vec![0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        );
+        hostile.push(0);
+        assert_eq!(dec.decode(None, &hostile), Err(Reject::MalformedAvro));
+        // A schema that does not parse is unknown, and says why.
+        assert!(dec.add_schema(4, SchemaLookup::Found("{".into())).is_err());
+        let mut four = good;
+        four[4] = 4;
+        assert_eq!(dec.decode(None, &four), Err(Reject::UnknownSchema));
+    }
+
+    #[test]
+    fn recursive_types_are_skipped() {
+        let list = r#"{"type":"record","name":"R","fields":[
+            {"name":"next","type":["null","R"]},
+            {"name":"meta","type":{"type":"record","name":"M","fields":[
+                {"name":"id","type":"string"},{"name":"ts","type":"long"}]}}]}"#;
+        let mut dec = Decoder::new(nested_spec(InputFormat::AvroConfluent));
+        dec.add_schema(5, SchemaLookup::Found(list.into())).unwrap();
+        let schema = Schema::parse_str(list).unwrap();
+        let meta = |id: &str| {
+            Value::Record(vec![
+                ("id".into(), Value::String(id.into())),
+                ("ts".into(), Value::Long(9)),
+            ])
+        };
+        let inner = Value::Record(vec![
+            ("next".into(), Value::Union(0, Box::new(Value::Null))),
+            ("meta".into(), meta("inner")),
+        ]);
+        let outer = Value::Record(vec![
+            ("next".into(), Value::Union(1, Box::new(inner))),
+            ("meta".into(), meta("outer")),
+        ]);
+        let bytes = header(5, datum(&schema, outer));
+        assert_eq!(&*dec.decode(None, &bytes).unwrap().key, "outer");
+    }
 }

@@ -222,13 +222,13 @@ impl Partitioning {
     }
 
     /// The field segments of a row with these pass-through values.
-    pub fn field_path(&self, passthrough: &[Option<String>]) -> String {
+    pub fn field_path(&self, passthrough: &[Option<&str>]) -> String {
         let mut out = String::new();
         for (name, i) in &self.fields {
             if !out.is_empty() {
                 out.push('/');
             }
-            let v = passthrough.get(*i).and_then(|v| v.as_deref());
+            let v = passthrough.get(*i).copied().flatten();
             let _ = write!(out, "{name}={}", escape(v));
         }
         out

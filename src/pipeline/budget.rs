@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{PartitionId, Processor};
+use crate::decode::PassValue;
 use crate::sink::RowMeta;
 
 /// How often the budget is checked.
@@ -78,10 +79,10 @@ impl Processor {
         let payload = |m: &RowMeta| {
             m.passthrough
                 .iter()
-                .flatten()
-                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .filter_map(PassValue::as_str)
+                .map(str::len)
                 .sum::<usize>()
-                + m.passthrough.capacity() * std::mem::size_of::<Option<String>>()
+                + m.passthrough.capacity() * std::mem::size_of::<PassValue>()
         };
         let state: Vec<(PartitionId, usize, usize)> = self
             .parts

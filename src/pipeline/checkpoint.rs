@@ -41,7 +41,7 @@ impl Shape {
         Shape {
             accs: engine.acc_signatures(),
             features: cfg.plan.features.clone(),
-            passthrough: cfg.input.passthrough.clone(),
+            passthrough: cfg.input.passthrough.iter().map(|p| p.column()).collect(),
         }
     }
 }
@@ -117,7 +117,10 @@ pub(super) fn decode(bytes: &[u8], shape: &Shape, engine: &Engine) -> Result<Res
         let before = std::mem::take(&mut m.passthrough);
         m.passthrough = pass
             .iter()
-            .map(|from| from.and_then(|i| before.get(i).cloned()).flatten())
+            .map(|from| {
+                from.and_then(|i| before.get(i).cloned())
+                    .unwrap_or_default()
+            })
             .collect();
     });
     let kept = accs.iter().filter(|a| a.is_some()).count();

@@ -21,6 +21,7 @@ mod ownership;
 mod progress;
 mod registration;
 mod roll;
+mod schemas;
 #[cfg(test)]
 mod tests;
 
@@ -28,15 +29,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, sync_channel};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, DataLoss, MemoryConfig, OffsetReset};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::decode::{Decoder, Reject};
+use crate::decode::{Decoded, Decoder, PassValue, Reject, column_name};
 use crate::lake::Layout;
 use crate::lake::commit::CommitError;
-use crate::normalize::{Engine, Event};
+use crate::normalize::{Engine, Event, FeatureValue};
 use crate::sink::{OutRows, RowMeta, Sink, SinkError};
 use crate::source::{
     self, CommitRequest, PartitionId, RawRecord, Seeked, SourceError, SourceEvent,
@@ -57,6 +58,8 @@ pub enum PipelineError {
     Commit(#[from] CommitError),
     #[error("the lake cannot be opened: {0}")]
     Lake(#[from] crate::lake::LakeError),
+    #[error("the Schema Registry client: {0}")]
+    Registry(String),
     #[error("checkpoint of {stream}/{partition} cannot be {op}: {message}")]
     Checkpoint {
         stream: String,
@@ -239,12 +242,15 @@ pub struct Processor {
     registrar: Option<crate::metastore::Registrar>,
     /// `[time] idle_timeout`.
     idle_timeout: Option<Duration>,
+    /// The Schema Registry, for Avro input.
+    registry: Option<crate::source::registry::Registry>,
 }
 
 /// Decode an admitted record and hand its event to the partition's normalization; emitted
 /// rows go to `out`. A late event comes back as a reject.
 fn ingest(
     decoder: &Decoder,
+    metrics: &Metrics,
     engine: &Engine,
     part: &mut PartitionProgress,
     r: &RawRecord,
@@ -252,6 +258,7 @@ fn ingest(
     out: &mut OutRows,
 ) -> Result<(), Reject> {
     let d = decoder.decode_at(r.key.as_deref(), &r.value, r.timestamp_ms)?;
+    count_invalid(decoder, &d, metrics);
     let ev = Event {
         key: d.key,
         ts_ms: d.ts_ms,
@@ -268,6 +275,26 @@ fn ingest(
         None => Ok(()),
     }
 }
+
+/// Count the values of another type than their column's: features that are not numbers and
+/// typed pass-through values that do not fit.
+fn count_invalid(decoder: &Decoder, d: &Decoded, metrics: &Metrics) {
+    let spec = decoder.spec();
+    for (f, v) in spec.features.iter().zip(&d.features) {
+        if *v == FeatureValue::Invalid {
+            metrics.invalid_value(&column_name(f));
+        }
+    }
+    for (p, v) in spec.passthrough.iter().zip(&d.passthrough) {
+        if *v == PassValue::Invalid {
+            metrics.invalid_value(&p.column());
+        }
+    }
+}
+
+/// How long the processor waits for an event before it does its periodic work anyway (rolls,
+/// retries, resuming partitions that waited for the registry).
+const TICK: Duration = Duration::from_millis(500);
 
 /// Chunks (of up to 2,048 records) between the source and the processor: enough to keep both
 /// busy, few enough to count little against the memory budget.
@@ -287,6 +314,7 @@ impl Processor {
         let dead = crate::dead_letter::open(cfg, &layout, &table.props, &metrics)?;
         let sink = Sink::new(layout.clone(), &table);
         let registrar = registration::start(cfg, &table, &layout, &metrics)?;
+        let registry = schemas::registry(cfg, &metrics)?;
         metrics.declare_dead_letter_reasons(Reject::ALL.iter().map(|r| r.as_str()));
         Ok(Processor {
             decoder: Decoder::new(cfg.input.clone()),
@@ -315,6 +343,7 @@ impl Processor {
             received: HashMap::new(),
             registrar,
             idle_timeout: cfg.idle_timeout,
+            registry,
         })
     }
 
@@ -329,7 +358,12 @@ impl Processor {
             Err(e) => tracing::warn!(error = %e, "the lake is not writable yet"),
         }
         self.find_incomplete_partitions();
-        while let Ok(ev) = rx.recv() {
+        loop {
+            let ev = match rx.recv_timeout(TICK) {
+                Ok(ev) => ev,
+                Err(RecvTimeoutError::Timeout) => SourceEvent::Tick,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let now = Instant::now();
             match ev {
                 SourceEvent::Records(records) => {
@@ -358,6 +392,13 @@ impl Processor {
                     let _ = ack.send(());
                     self.owned_changed();
                 }
+                SourceEvent::End if self.parts.values().any(PartitionProgress::is_behind) => {
+                    // A partition waits for the registry or for a seek: the source reads it
+                    // again once asked to seek, and ends again.
+                    tracing::info!(
+                        "the end of the input is reached, but a partition is still behind: waiting for it"
+                    );
+                }
                 SourceEvent::End => {
                     self.finish_all(now)?;
                     self.commit_all_and_confirm()?;
@@ -379,6 +420,7 @@ impl Processor {
             self.roll_due(now);
             self.idle_partitions(now);
             self.retry_failed(now);
+            self.resume_waiting(now);
             self.enforce_budget(now);
             self.mark_complete_partitions(Some(now));
             self.metrics.open_files.set(self.sink.open_files() as i64);
@@ -433,7 +475,21 @@ impl Processor {
                         break;
                     }
                 }
-                let ingested = ingest(&self.decoder, &self.engine, part, r, received_ms, &mut out);
+                let (decoder, registry) = (&mut self.decoder, self.registry.as_mut());
+                if let Err(until) = schemas::ensure(decoder, registry, &self.metrics, &r.value, now)
+                {
+                    part.wait_for_schema(r.offset, until);
+                    break;
+                }
+                let ingested = ingest(
+                    &self.decoder,
+                    &self.metrics,
+                    &self.engine,
+                    part,
+                    r,
+                    received_ms,
+                    &mut out,
+                );
                 if let Err(reason) = ingested {
                     rejected.push((r, reason));
                 }

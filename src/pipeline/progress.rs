@@ -53,6 +53,9 @@ pub struct PartitionProgress {
     active_at: Instant,
     /// It had no record for the idle timeout, and has had none since.
     idle: bool,
+    /// Its next record waits for the Schema Registry until then: the partition's records are
+    /// dropped meanwhile, and read again from `next` after.
+    waiting: Option<Instant>,
 }
 
 impl PartitionProgress {
@@ -70,6 +73,7 @@ impl PartitionProgress {
             lineage: 0,
             active_at: Instant::now(),
             idle: false,
+            waiting: None,
         }
     }
 
@@ -107,7 +111,11 @@ impl PartitionProgress {
 
     /// Decide about one record of the partition, and advance the position if it is taken.
     pub fn admit(&mut self, offset: i64, generation: u64, now: Instant) -> Admit {
-        if self.failed.is_some() || self.seeking.is_some() || generation < self.min_generation {
+        if self.failed.is_some()
+            || self.seeking.is_some()
+            || self.waiting.is_some()
+            || generation < self.min_generation
+        {
             return Admit::Skip;
         }
         let expected = *self.next.get_or_insert(offset);
@@ -190,8 +198,30 @@ impl PartitionProgress {
     pub fn idle_due(&self, now: Instant, timeout: Duration) -> bool {
         !self.idle
             && self.failed.is_none()
+            && self.waiting.is_none()
             && self.next.is_some()
             && now.saturating_duration_since(self.active_at) >= timeout
+    }
+
+    /// The record at `offset` (just taken) cannot be decoded before the Schema Registry
+    /// answers: it is read again, from `offset`, once `until` has passed.
+    pub fn wait_for_schema(&mut self, offset: i64, until: Instant) {
+        self.next = Some(offset);
+        self.waiting = Some(until);
+    }
+
+    /// Its wait is over: the position to seek back to (the partition's records are dropped
+    /// until the source reports the seek done).
+    pub fn resume_due(&mut self, now: Instant) -> Option<Option<i64>> {
+        self.waiting.filter(|until| *until <= now)?;
+        self.waiting = None;
+        self.seeking = Some(self.next);
+        Some(self.next)
+    }
+
+    /// Waiting for the registry, or for a seek: its records after `next` are still to come.
+    pub fn is_behind(&self) -> bool {
+        self.waiting.is_some() || self.seeking.is_some()
     }
 
     /// Mark it idle; the mark is progress to commit.
@@ -215,6 +245,24 @@ impl PartitionProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_waiting_for_its_schema_is_read_again_after_the_wait() {
+        let now = Instant::now();
+        let mut p = at(10);
+        assert_eq!(p.admit(10, 0, now), Admit::Take);
+        p.wait_for_schema(10, now + Duration::from_secs(1));
+        // Meanwhile nothing is taken, nothing beyond 10 is committed, and it is not idle.
+        assert_eq!(p.admit(11, 0, now), Admit::Skip);
+        assert_eq!(p.to_commit(), Some(10));
+        assert!(!p.idle_due(now + Duration::from_secs(3600), Duration::from_secs(1)));
+        assert_eq!(p.resume_due(now), None);
+        assert_eq!(p.resume_due(now + Duration::from_secs(1)), Some(Some(10)));
+        assert!(p.is_behind());
+        assert_eq!(p.seek_done(1, true), None);
+        assert_eq!(p.admit(10, 1, now), Admit::Take);
+        assert!(!p.is_behind());
+    }
 
     fn at(next: i64) -> PartitionProgress {
         PartitionProgress::recovered(PartitionState::default(), next, 3, 0)

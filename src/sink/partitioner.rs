@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::RowMeta;
+use crate::decode::PassValue;
 use crate::lake::partition::Partitioning;
 use crate::normalize::Event;
 
@@ -38,7 +39,7 @@ impl Partitioner<'_> {
             };
             let fields: Vec<Option<&str>> = p
                 .field_indexes()
-                .map(|fi| r.payload.passthrough.get(fi).and_then(|v| v.as_deref()))
+                .map(|fi| r.payload.passthrough.get(fi).and_then(PassValue::as_str))
                 .collect();
             groups.entry((t, fields)).or_default().push(i as u32);
         }
@@ -77,7 +78,7 @@ mod tests {
             seq: 0,
             features: Vec::new(),
             payload: RowMeta {
-                passthrough: vec![site.map(str::to_string)],
+                passthrough: vec![site.map_or(PassValue::Null, |s| PassValue::Text(s.into()))],
                 received_ms: 0,
                 kafka_ms: None,
             },

@@ -4,18 +4,19 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Array, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Array, Int64Builder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
+use crate::decode::{PassType, PassValue};
 use crate::normalize::{Emitted, FeatureValue, Slot};
 
 /// What the sink needs of an event beyond what the engine keeps.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RowMeta {
-    pub passthrough: Vec<Option<String>>,
+    pub passthrough: Vec<PassValue>,
     /// When the source first saw the record (Unix ms), for latency figures.
     pub received_ms: i64,
     /// The Kafka record's timestamp (Unix ms), for latency figures.
@@ -30,9 +31,9 @@ pub type OutRows = Emitted<RowMeta>;
 pub struct OutputSchema {
     schema: SchemaRef,
     features: Vec<String>,
-    /// Pass-through columns of the files: (index among the pass-through fields, name). Fields
-    /// that partition the table are path segments, not columns.
-    passthrough: Vec<(usize, String)>,
+    /// Pass-through columns of the files: (index among the pass-through fields, name, type).
+    /// Fields that partition the table are path segments, not columns.
+    passthrough: Vec<(usize, String, PassType)>,
     keep_raw: bool,
     slots: Vec<Slot>,
 }
@@ -42,7 +43,7 @@ pub const UTC: &str = "UTC";
 impl OutputSchema {
     pub fn new(
         features: Vec<String>,
-        passthrough: Vec<(usize, String)>,
+        passthrough: Vec<(usize, String, PassType)>,
         keep_raw: bool,
         slots: Vec<Slot>,
     ) -> Self {
@@ -57,8 +58,8 @@ impl OutputSchema {
             Field::new("kafka_partition", DataType::Int32, false),
             Field::new("kafka_offset", DataType::Int64, false),
         ];
-        for (_, p) in &passthrough {
-            fields.push(Field::new(p, DataType::Utf8, true));
+        for (_, p, kind) in &passthrough {
+            fields.push(Field::new(p, pass_type(*kind), true));
         }
         for (fi, f) in features.iter().enumerate() {
             if keep_raw {
@@ -100,6 +101,7 @@ impl OutputSchema {
                     DataType::Int32 => "INT",
                     DataType::Int64 => "BIGINT",
                     DataType::Float64 => "DOUBLE",
+                    DataType::Boolean => "BOOLEAN",
                     _ => "BINARY",
                 };
                 (f.name().clone(), t)
@@ -150,12 +152,9 @@ impl OutputSchema {
         let mut offsets = Int64Builder::with_capacity(n);
         offsets.extend(rows.iter().map(|r| Some(r.seq)));
         cols.push(Arc::new(offsets.finish()));
-        for &(pi, _) in &self.passthrough {
-            let mut b = StringBuilder::with_capacity(n, n * 8);
-            for r in rows {
-                b.append_option(r.payload.passthrough.get(pi).and_then(|v| v.as_deref()));
-            }
-            cols.push(Arc::new(b.finish()));
+        for &(pi, _, kind) in &self.passthrough {
+            let values = rows.iter().map(|r| r.payload.passthrough.get(pi));
+            cols.push(pass_column(kind, values, n));
         }
         for fi in 0..self.features.len() {
             if self.keep_raw {
@@ -178,6 +177,81 @@ impl OutputSchema {
             }
         }
         RecordBatch::try_new(self.schema.clone(), cols)
+    }
+}
+
+/// The Arrow type of a pass-through column.
+fn pass_type(kind: PassType) -> DataType {
+    match kind {
+        PassType::String => DataType::Utf8,
+        PassType::Int64 => DataType::Int64,
+        PassType::Float64 => DataType::Float64,
+        PassType::Bool => DataType::Boolean,
+        PassType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+    }
+}
+
+/// One pass-through column. A value of another type than the column's (`Invalid`, or one a
+/// checkpoint kept from before the column's type changed) is null.
+fn pass_column<'a>(
+    kind: PassType,
+    values: impl Iterator<Item = Option<&'a PassValue>>,
+    n: usize,
+) -> ArrayRef {
+    match kind {
+        PassType::String => {
+            let mut b = StringBuilder::with_capacity(n, n * 8);
+            values.for_each(|v| b.append_option(v.and_then(PassValue::as_str)));
+            Arc::new(b.finish())
+        }
+        PassType::Int64 => {
+            let mut b = Int64Builder::with_capacity(n);
+            values.for_each(|v| b.append_option(v.and_then(as_int)));
+            Arc::new(b.finish())
+        }
+        PassType::Float64 => {
+            let mut b = Float64Builder::with_capacity(n);
+            values.for_each(|v| b.append_option(v.and_then(as_float)));
+            Arc::new(b.finish())
+        }
+        PassType::Bool => {
+            let mut b = BooleanBuilder::with_capacity(n);
+            values.for_each(|v| b.append_option(v.and_then(as_bool)));
+            Arc::new(b.finish())
+        }
+        PassType::Timestamp => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
+            values.for_each(|v| b.append_option(v.and_then(as_micros)));
+            Arc::new(b.finish())
+        }
+    }
+}
+
+fn as_int(v: &PassValue) -> Option<i64> {
+    match v {
+        PassValue::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn as_float(v: &PassValue) -> Option<f64> {
+    match v {
+        PassValue::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+fn as_bool(v: &PassValue) -> Option<bool> {
+    match v {
+        PassValue::Bool(b) => Some(*b),
+        _ => None,
+    }
+}
+
+fn as_micros(v: &PassValue) -> Option<i64> {
+    match v {
+        PassValue::Micros(t) => Some(*t),
+        _ => None,
     }
 }
 

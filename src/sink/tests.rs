@@ -1,5 +1,6 @@
 use super::*;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, LakeDeadLetters};
+use crate::decode::{PassType, PassValue};
 use crate::normalize::{Event, FeatureValue};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -11,7 +12,7 @@ fn schema() -> Arc<OutputSchema> {
     }];
     Arc::new(OutputSchema::new(
         vec!["v".into()],
-        vec![(0, "site".into())],
+        vec![(0, "site".into(), PassType::String)],
         true,
         slots,
     ))
@@ -47,7 +48,7 @@ fn rows(rows: &[(i64, i64)]) -> OutRows {
             seq: offset,
             features: vec![FeatureValue::Value(offset as f64)],
             payload: RowMeta {
-                passthrough: vec![Some("eu".into())],
+                passthrough: vec![PassValue::Text("eu".into())],
                 received_ms: 0,
                 kafka_ms: None,
             },

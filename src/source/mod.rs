@@ -18,6 +18,7 @@
 //! seen at start, then sends `SourceEvent::End`.
 
 mod client;
+pub mod registry;
 
 pub use client::KafkaClient;
 
@@ -392,6 +393,7 @@ pub fn spawn(
                 commits,
                 stop,
                 remaining: None,
+                ends: HashMap::new(),
                 names: HashMap::new(),
                 seeked,
             };
@@ -407,6 +409,8 @@ struct SourceLoop {
     stop: Arc<AtomicBool>,
     /// Bounded mode: end offset (exclusive) of every partition not yet finished.
     remaining: Option<HashMap<PartitionId, i64>>,
+    /// Bounded mode: the end of every partition, to read up to again after a seek back.
+    ends: HashMap<PartitionId, i64>,
     names: HashMap<String, Arc<str>>,
     /// Where seeks are reported: a channel of its own, never full, so reporting cannot wait
     /// for a processor that waits for this thread.
@@ -466,7 +470,16 @@ impl SourceLoop {
             } else {
                 // Serve commits until the processor is done (it drops its sender).
                 match self.commits.recv_timeout(POLL) {
-                    Ok(req) => self.commit(req),
+                    Ok(req) => {
+                        self.commit(req);
+                        // Bounded: a seek back (a partition that waited) reads up to the end
+                        // again, and ends again.
+                        if self.remaining.as_ref().is_some_and(|r| !r.is_empty())
+                            && !self.stop.load(Ordering::Relaxed)
+                        {
+                            reading = true;
+                        }
+                    }
                     Err(RecvTimeoutError::Timeout) => {
                         // Keep the group session alive while the processor finishes.
                         let _ = self.consumer.poll(Duration::ZERO);
@@ -540,6 +553,7 @@ impl SourceLoop {
             unfinished = ends.len(),
             "bounded run: reading to the end offsets seen at start"
         );
+        self.ends = ends.clone();
         self.remaining = Some(ends);
         Ok(())
     }
@@ -617,8 +631,14 @@ impl SourceLoop {
         Ok(records)
     }
 
-    fn commit(&self, req: CommitRequest) {
+    fn commit(&mut self, req: CommitRequest) {
         for ((t, p), pos) in &req.seek {
+            let id = (t.clone(), *p);
+            if let (Some(rem), Some(&end)) = (&mut self.remaining, self.ends.get(&id))
+                && pos.is_none_or(|o| o < end)
+            {
+                rem.insert(id, end);
+            }
             let offset = pos.map_or(Offset::Beginning, Offset::Offset);
             let ok = match self.consumer.seek(t, *p, offset, TIMEOUT) {
                 Ok(()) => true,

@@ -97,6 +97,12 @@ pub struct Metrics {
     pub metastore_registered: Counter,
     pub metastore_failures: Counter,
     pub metastore_backlog: Gauge,
+    /// Failed Schema Registry requests (the record waits and the request is retried).
+    pub registry_failures: Counter,
+    /// Writer schemas fetched from the Schema Registry.
+    pub schemas_fetched: Counter,
+    /// Feature and pass-through values of another type than their column's, by column.
+    invalid_values: Family<[(&'static str, String); 1], Counter>,
     latency_seconds: LatencyHistograms,
     owned: Family<PartitionLabels, Gauge>,
     /// Unix seconds of the last lake commit.
@@ -150,6 +156,9 @@ impl Metrics {
             metastore_registered: Counter::default(),
             metastore_failures: Counter::default(),
             metastore_backlog: Gauge::default(),
+            registry_failures: Counter::default(),
+            schemas_fetched: Counter::default(),
+            invalid_values: Family::default(),
             latency_seconds: Family::new_with_constructor(latency_histogram),
             owned: Family::default(),
             last_commit: Gauge::default(),
@@ -163,6 +172,7 @@ impl Metrics {
         m.register_flow(&mut r);
         m.register_state(&mut r);
         m.register_metastore(&mut r);
+        m.register_input(&mut r);
         m.register_operations(&mut r);
         r.register_collector(Box::new(WatermarkCollector(m.watermarks.clone())));
         r.register_collector(Box::new(super::process::ProcessCollector));
@@ -326,6 +336,37 @@ impl Metrics {
     }
 
     /// Registration in the Hive Metastore (zero when there is none).
+    fn register_input(&self, r: &mut Registry) {
+        r.register(
+            "normlake_schema_registry_failures",
+            "Failed Schema Registry requests (the records wait, and the request is retried)",
+            self.registry_failures.clone(),
+        );
+        r.register(
+            "normlake_schemas_fetched",
+            "Avro writer schemas fetched from the Schema Registry",
+            self.schemas_fetched.clone(),
+        );
+        r.register(
+            "normlake_invalid_values",
+            "Values of another type than their column's (written as null), by column",
+            self.invalid_values.clone(),
+        );
+    }
+
+    /// A value of `column` of another type than the column's.
+    pub fn invalid_value(&self, column: &str) {
+        self.invalid_values
+            .get_or_create(&[("column", column.to_string())])
+            .inc();
+    }
+
+    pub fn invalid_values_of(&self, column: &str) -> u64 {
+        self.invalid_values
+            .get(&[("column", column.to_string())])
+            .map_or(0, |c| c.get())
+    }
+
     fn register_metastore(&self, r: &mut Registry) {
         r.register(
             "normlake_metastore_partitions_registered",
@@ -459,17 +500,48 @@ impl Metrics {
 }
 
 /// Readiness: partitions assigned, the lake writable, no undecodable input lately, and the
-/// metastore (if any) answering.
+/// metastore and the Schema Registry (if any) answering.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     assigned: Arc<AtomicUsize>,
     lake_writable: Arc<AtomicBool>,
     /// Unix ms of the last batch the consumer could not decode (0: never).
     undecodable_at: Arc<AtomicI64>,
-    /// Unix ms since when the metastore has not answered (0: it answers, or there is none).
-    metastore_down_since: Arc<AtomicI64>,
-    /// How long it may not answer before the job is not ready.
-    metastore_unready_after_ms: Arc<AtomicI64>,
+    metastore: Outage,
+    /// The Schema Registry: records wait for it while it does not answer.
+    registry: Outage,
+}
+
+/// A service the job depends on that may stop answering.
+#[derive(Debug, Clone, Default)]
+struct Outage {
+    /// Unix ms since when it has not answered (0: it answers, or there is none).
+    down_since: Arc<AtomicI64>,
+    /// How long it may not answer before the job is not ready (0: not watched).
+    unready_after_ms: Arc<AtomicI64>,
+}
+
+impl Outage {
+    fn watch(&self, after: std::time::Duration) {
+        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.unready_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn set_reachable(&self, ok: bool, now_ms: i64) {
+        if ok {
+            self.down_since.store(0, Ordering::Relaxed);
+        } else {
+            let _ =
+                self.down_since
+                    .compare_exchange(0, now_ms, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn down_too_long(&self, now_ms: i64) -> bool {
+        let since = self.down_since.load(Ordering::Relaxed);
+        let after = self.unready_after_ms.load(Ordering::Relaxed);
+        after > 0 && since > 0 && now_ms.saturating_sub(since) >= after
+    }
 }
 
 /// How long an undecodable batch keeps the job not ready. librdkafka fetches the batch again
@@ -492,29 +564,22 @@ impl Health {
     /// The job registers into a metastore: readiness fails once it has not answered for
     /// `after`.
     pub fn watch_metastore(&self, after: std::time::Duration) {
-        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX).max(1);
-        self.metastore_unready_after_ms.store(ms, Ordering::Relaxed);
+        self.metastore.watch(after);
     }
 
     /// Whether the metastore answered the last attempt, at `now_ms`.
     pub fn set_metastore_reachable(&self, ok: bool, now_ms: i64) {
-        if ok {
-            self.metastore_down_since.store(0, Ordering::Relaxed);
-        } else {
-            let _ = self.metastore_down_since.compare_exchange(
-                0,
-                now_ms,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
+        self.metastore.set_reachable(ok, now_ms);
     }
 
-    fn metastore_down_too_long(&self, now_ms: i64) -> bool {
-        let since = self.metastore_down_since.load(Ordering::Relaxed);
-        let after = self.metastore_unready_after_ms.load(Ordering::Relaxed);
-        // 0: no metastore is watched.
-        after > 0 && since > 0 && now_ms.saturating_sub(since) >= after
+    /// The job reads Avro: readiness fails while a record waits for the Schema Registry.
+    pub fn watch_registry(&self) {
+        self.registry.watch(std::time::Duration::from_millis(1));
+    }
+
+    /// Whether the Schema Registry answered the last request, at `now_ms`.
+    pub fn set_registry_reachable(&self, ok: bool, now_ms: i64) {
+        self.registry.set_reachable(ok, now_ms);
     }
 
     /// Why the job is not ready, if it is not.
@@ -528,8 +593,10 @@ impl Health {
             && crate::telemetry::unix_ms() - undecodable_at < UNDECODABLE_FOR_MS
         {
             Some("an input batch cannot be decoded")
-        } else if self.metastore_down_too_long(crate::telemetry::unix_ms()) {
+        } else if self.metastore.down_too_long(crate::telemetry::unix_ms()) {
             Some("the metastore has not answered for longer than lake.metastore.unready_after")
+        } else if self.registry.down_too_long(crate::telemetry::unix_ms()) {
+            Some("records wait for the Schema Registry, which does not answer")
         } else {
             None
         }

@@ -1,0 +1,73 @@
+//! Avro writer schemas as the pipeline wires them: fetched from the Schema Registry when a
+//! record carries an id the decoder does not have, and, while the registry does not answer,
+//! the record's partition waits (its records are read again after the wait) instead of
+//! dead-lettering good data.
+
+use std::time::Instant;
+
+use super::{PipelineError, Processor};
+use crate::config::Config;
+use crate::decode::{Decoder, InputFormat};
+use crate::source::CommitRequest;
+use crate::source::registry::Registry;
+use crate::telemetry::{Metrics, unix_ms};
+
+/// The registry client, when the input is Avro.
+pub(super) fn registry(cfg: &Config, metrics: &Metrics) -> Result<Option<Registry>, PipelineError> {
+    if cfg.input.format != InputFormat::AvroConfluent {
+        return Ok(None);
+    }
+    let Some(section) = &cfg.registry else {
+        return Ok(None);
+    };
+    let opts = section
+        .options()
+        .map_err(|e| PipelineError::Registry(e.to_string()))?;
+    metrics.health.watch_registry();
+    Registry::new(opts)
+        .map(Some)
+        .map_err(|e| PipelineError::Registry(e.to_string()))
+}
+
+/// Make sure the decoder has the writer schema of `value`. `Err(until)`: the registry did not
+/// answer; ask again at `until`.
+pub(super) fn ensure(
+    decoder: &mut Decoder,
+    registry: Option<&mut Registry>,
+    metrics: &Metrics,
+    value: &[u8],
+    now: Instant,
+) -> Result<(), Instant> {
+    let (Some(id), Some(registry)) = (decoder.missing_schema(value), registry) else {
+        return Ok(());
+    };
+    match registry.fetch(id, now) {
+        Ok(found) => {
+            metrics.health.set_registry_reachable(true, unix_ms());
+            metrics.schemas_fetched.inc();
+            if let Err(e) = decoder.add_schema(id, found) {
+                tracing::error!(schema_id = id, error = %e, "a writer schema cannot be used: its records go to the dead letters as unknown_schema");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            metrics.health.set_registry_reachable(false, unix_ms());
+            metrics.registry_failures.inc();
+            tracing::warn!(schema_id = id, error = %e.reason, "the Schema Registry does not answer: the partition waits");
+            Err(e.retry_at)
+        }
+    }
+}
+
+impl Processor {
+    /// Partitions whose wait for the registry is over read again from their position.
+    pub(super) fn resume_waiting(&mut self, now: Instant) {
+        for (key, p) in &mut self.parts {
+            if let Some(position) = p.resume_due(now) {
+                let _ = self
+                    .to_source
+                    .send(CommitRequest::seek(key.clone(), position));
+            }
+        }
+    }
+}
