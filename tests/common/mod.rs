@@ -7,6 +7,7 @@ pub mod golden;
 pub mod job;
 pub mod lake;
 pub mod metastore;
+pub mod registry;
 pub mod s3;
 pub mod scrape;
 
@@ -55,9 +56,19 @@ pub fn golden_config(
 /// How a lake written for a golden case (table `golden`) differs from the golden output:
 /// `None` when it matches.
 pub fn golden_mismatch(lake_root: &std::path::Path, case: &golden::Case) -> Option<String> {
+    golden_mismatch_with(lake_root, case, |r| r.to_string())
+}
+
+/// As `golden_mismatch`, with the expected dead-letter reasons as an input format names them.
+pub fn golden_mismatch_with(
+    lake_root: &std::path::Path,
+    case: &golden::Case,
+    reason: impl Fn(&str) -> String,
+) -> Option<String> {
     let got = lake::rows(&lake_root.join("golden"), &case.features, golden::NORM);
     let got_dl = lake::dead_letters(&lake_root.join("_dead_letter/golden"));
     let (want, want_dl) = golden::expected(&case.name);
+    let want_dl = want_dl.into_iter().map(|(k, r)| (k, reason(&r))).collect();
     let diffs = golden::compare(&got, &got_dl, &want, &want_dl);
     (!diffs.is_empty()).then(|| {
         format!(
