@@ -83,6 +83,8 @@ fn generator(brokers: &str, events: u64) -> GenerateOptions {
         malformed: 0.002,
         late: 0.002,
         seed: 42,
+        format: crate::generate::Format::Json,
+        schema_registry: String::new(),
     }
 }
 

@@ -3,6 +3,9 @@
 //! Each key is a sensor with a slow random walk per feature; a configurable share of events
 //! is malformed or arrives late (its event time behind the others by more than the usual
 //! out-of-orderness). Messages are keyed by sensor id, so a key lives in one partition.
+//! They are JSON, or Avro in Confluent's wire format (`--format avro`): the generator then
+//! registers its schema (`<topic>-value`) in the Schema Registry first, and its malformed
+//! messages are truncated Avro.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,6 +26,8 @@ pub enum GenerateError {
     Create(#[source] KafkaError),
     #[error("cannot deliver to topic {topic}: {source}")]
     Send { topic: String, source: KafkaError },
+    #[error("cannot register the Avro schema at {url}: {reason}")]
+    Register { url: String, reason: String },
     #[error("the producer thread failed: {0}")]
     Thread(String),
     #[error(
@@ -93,6 +98,140 @@ pub struct GenerateOptions {
     /// Random seed (same seed, same events apart from their timestamps).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How messages are written.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// The Schema Registry, for `--format avro` (the same variable as `run`'s).
+    #[arg(
+        long,
+        env = "NORMLAKE__INPUT__SCHEMA_REGISTRY__URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub schema_registry: String,
+}
+
+/// The message format of `normlake generate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    /// Avro in Confluent's wire format, with the schema registered in a Schema Registry.
+    Avro,
+}
+
+/// The Avro schema of the generated events: the key, the time (`timestamp-millis`), the site
+/// and the features (nullable doubles).
+pub fn avro_schema(features: &[String]) -> String {
+    let features: Vec<String> = features
+        .iter()
+        .map(|f| format!(r#"{{"name":"{f}","type":["null","double"],"default":null}}"#))
+        .collect();
+    format!(
+        r#"{{"type":"record","name":"Reading","namespace":"normlake.generate","fields":[{{"name":"sensor_id","type":"string"}},{{"name":"ts","type":{{"type":"long","logicalType":"timestamp-millis"}}}},{{"name":"site","type":"string"}},{}]}}"#,
+        features.join(",")
+    )
+}
+
+/// Register `schema` under `subject`; its id.
+pub async fn register_schema(url: &str, subject: &str, schema: &str) -> Result<u32, GenerateError> {
+    let fail = |reason: String| GenerateError::Register {
+        url: url.to_string(),
+        reason,
+    };
+    let body = serde_json::json!({ "schema": schema });
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/subjects/{subject}/versions",
+            url.trim_end_matches('/')
+        ))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| fail(e.to_string()))?;
+    if !status.is_success() {
+        return Err(fail(format!("HTTP {status}: {text}")));
+    }
+    #[derive(serde::Deserialize)]
+    struct Registered {
+        id: u32,
+    }
+    serde_json::from_str::<Registered>(&text)
+        .map(|r| r.id)
+        .map_err(|e| fail(format!("{e}: {text}")))
+}
+
+/// Writes a reading in the chosen format.
+enum Encoder {
+    Json,
+    Avro {
+        schema: apache_avro::Schema,
+        id: u32,
+    },
+}
+
+impl Encoder {
+    fn encode(&self, r: &Reading<'_>, features: &[String]) -> Vec<u8> {
+        match self {
+            Encoder::Json => {
+                let mut v = format!(
+                    "{{\"sensor_id\":\"{}\",\"ts\":{},\"site\":\"{}\"",
+                    r.key, r.ts, r.site
+                );
+                for (name, x) in features.iter().zip(&r.values) {
+                    v.push_str(&format!(",\"{name}\":{x:.4}"));
+                }
+                v.push('}');
+                v.into_bytes()
+            }
+            Encoder::Avro { schema, id } => {
+                use apache_avro::types::Value;
+                let mut fields = vec![
+                    ("sensor_id".to_string(), Value::String(r.key.to_string())),
+                    ("ts".to_string(), Value::TimestampMillis(r.ts)),
+                    ("site".to_string(), Value::String(r.site.to_string())),
+                ];
+                for (name, x) in features.iter().zip(&r.values) {
+                    let rounded = (x * 1e4).round() / 1e4;
+                    fields.push((
+                        name.clone(),
+                        Value::Union(1, Box::new(Value::Double(rounded))),
+                    ));
+                }
+                let mut out = vec![0];
+                out.extend_from_slice(&id.to_be_bytes());
+                let body = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+                    .build()
+                    .and_then(|w| w.write_value_to_vec(Value::Record(fields)))
+                    .unwrap_or_default();
+                out.extend(body);
+                out
+            }
+        }
+    }
+
+    /// A message that does not decode: cut JSON, or Avro cut short.
+    fn malformed(&self, key: &str) -> Vec<u8> {
+        match self {
+            Encoder::Json => format!("{{\"sensor_id\":\"{key}\",\"ts\":").into_bytes(),
+            Encoder::Avro { id, .. } => {
+                let mut out = vec![0];
+                out.extend_from_slice(&id.to_be_bytes());
+                // A string length of 20 and then nothing.
+                out.push(40);
+                out
+            }
+        }
+    }
+}
+
+/// One generated event before it is written.
+struct Reading<'a> {
+    key: &'a str,
+    ts: i64,
+    site: &'a str,
+    values: Vec<f64>,
 }
 
 /// What was produced.
@@ -112,12 +251,13 @@ pub struct Fleet {
     features: Vec<String>,
     malformed: f64,
     late: f64,
+    encoder: Encoder,
 }
 
 /// One generated message.
 pub struct Message {
     pub key: String,
-    pub value: String,
+    pub value: Vec<u8>,
     pub malformed: bool,
     pub late: bool,
 }
@@ -139,7 +279,16 @@ impl Fleet {
             features: opts.features.clone(),
             malformed: opts.malformed,
             late: opts.late,
+            encoder: Encoder::Json,
         }
+    }
+
+    /// Write Avro with the writer schema registered as `id` (see [`avro_schema`]).
+    pub fn avro(mut self, id: u32) -> Result<Fleet, String> {
+        let schema = apache_avro::Schema::parse_str(&avro_schema(&self.features))
+            .map_err(|e| e.to_string())?;
+        self.encoder = Encoder::Avro { schema, id };
+        Ok(self)
     }
 
     /// The next message at event time `now_ms`.
@@ -148,7 +297,7 @@ impl Fleet {
         let key = format!("s{k:05}");
         if self.rng.random_bool(self.malformed.clamp(0.0, 1.0)) {
             return Message {
-                value: format!("{{\"sensor_id\":\"{key}\",\"ts\":"),
+                value: self.encoder.malformed(&key),
                 key,
                 malformed: true,
                 late: false,
@@ -161,13 +310,17 @@ impl Fleet {
             now_ms
         };
         let site = SITES[k % SITES.len()];
-        let mut value = format!("{{\"sensor_id\":\"{key}\",\"ts\":{ts},\"site\":\"{site}\"");
         let walk = &mut self.walks[k];
-        for (f, name) in self.features.iter().enumerate() {
-            walk[f] += self.rng.random_range(-0.5..0.5);
-            value.push_str(&format!(",\"{name}\":{:.4}", walk[f]));
+        for w in walk.iter_mut() {
+            *w += self.rng.random_range(-0.5..0.5);
         }
-        value.push('}');
+        let reading = Reading {
+            key: &key,
+            ts,
+            site,
+            values: walk.clone(),
+        };
+        let value = self.encoder.encode(&reading, &self.features);
         Message {
             key,
             value,
@@ -188,13 +341,25 @@ pub async fn generate(
         shutdown.await;
         stop2.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    tokio::task::spawn_blocking(move || produce(&opts, &stop))
+    let mut fleet = Fleet::new(&opts);
+    if opts.format == Format::Avro {
+        let subject = format!("{}-value", opts.topic);
+        let schema = avro_schema(&opts.features);
+        let id = register_schema(&opts.schema_registry, &subject, &schema).await?;
+        tracing::info!(schema_id = id, subject, "registered the Avro schema");
+        fleet = fleet.avro(id).map_err(|reason| GenerateError::Register {
+            url: opts.schema_registry.clone(),
+            reason,
+        })?;
+    }
+    tokio::task::spawn_blocking(move || produce(&opts, fleet, &stop))
         .await
         .map_err(|e| GenerateError::Thread(e.to_string()))?
 }
 
 fn produce(
     opts: &GenerateOptions,
+    mut fleet: Fleet,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<GenerateSummary, GenerateError> {
     let producer: ThreadedProducer<Deliveries> = KafkaClient::of(&opts.brokers)
@@ -205,7 +370,6 @@ fn produce(
         ])
         .create_with_context(Deliveries::default())
         .map_err(GenerateError::Create)?;
-    let mut fleet = Fleet::new(opts);
     let mut summary = GenerateSummary::default();
     let start = Instant::now();
     let mut last_log = start;
@@ -290,6 +454,8 @@ mod tests {
             malformed: 0.1,
             late: 0.1,
             seed: 7,
+            format: Format::Json,
+            schema_registry: String::new(),
         };
         let dec = Decoder::new(InputSpec {
             format: crate::decode::InputFormat::Json,
@@ -305,7 +471,7 @@ mod tests {
         let (mut bad, mut late) = (0, 0);
         for _ in 0..2000 {
             let m = fleet.next(1_000_000_000);
-            match dec.decode(Some(m.key.as_bytes()), m.value.as_bytes()) {
+            match dec.decode(Some(m.key.as_bytes()), &m.value) {
                 Ok(d) => {
                     assert!(!m.malformed);
                     assert_eq!(&*d.key, m.key);
@@ -320,5 +486,60 @@ mod tests {
         }
         assert!((100..300).contains(&bad), "{bad}");
         assert!((100..300).contains(&late), "{late}");
+    }
+
+    #[test]
+    fn avro_events_decode_with_their_registered_schema() {
+        let opts = GenerateOptions {
+            brokers: String::new(),
+            topic: "t".into(),
+            rate: 0,
+            keys: 10,
+            features: vec!["temp".into(), "hum".into()],
+            count: None,
+            duration: None,
+            malformed: 0.1,
+            late: 0.0,
+            seed: 7,
+            format: Format::Avro,
+            schema_registry: String::new(),
+        };
+        let mut dec = Decoder::new(InputSpec {
+            format: crate::decode::InputFormat::AvroConfluent,
+            key: KeySource::Field("sensor_id".into()),
+            time_field: "ts".into(),
+            time_format: TimeFormat::EpochMillis,
+            features: opts.features.clone(),
+            passthrough: vec!["site".into()],
+            max_ahead_ms: None,
+            partition_fields: Vec::new(),
+        });
+        let schema = avro_schema(&opts.features);
+        dec.add_schema(3, crate::decode::SchemaLookup::Found(schema))
+            .unwrap();
+        let mut json = Fleet::new(&opts);
+        let mut avro = Fleet::new(&opts).avro(3).unwrap();
+        for _ in 0..500 {
+            let (j, a) = (json.next(1_000_000_000), avro.next(1_000_000_000));
+            match dec.decode(None, &a.value) {
+                Ok(d) => {
+                    assert_eq!((&*d.key, d.ts_ms), (a.key.as_str(), 1_000_000_000));
+                    // The same event as the JSON one.
+                    let text = String::from_utf8(j.value).unwrap();
+                    let temp = match d.features[0] {
+                        crate::normalize::FeatureValue::Value(x) => x,
+                        _ => panic!("no temp"),
+                    };
+                    assert!(
+                        text.contains(&format!("\"temp\":{temp:.4}")),
+                        "{text} {temp}"
+                    );
+                }
+                Err(r) => {
+                    assert!(a.malformed);
+                    assert_eq!(r, Reject::MalformedAvro);
+                }
+            }
+        }
     }
 }

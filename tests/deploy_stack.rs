@@ -137,6 +137,7 @@ fn every_service_uses_only_compose_keys_and_has_an_image_or_a_build() {
         "trino",
         "normlake",
         "generator",
+        "schema-registry",
         "prometheus",
         "grafana",
     ] {
@@ -323,6 +324,18 @@ fn the_jobs_configuration_is_valid_and_points_into_the_stack() {
     let endpoint = cfg.lake.s3.endpoint.as_deref().expect("endpoint");
     assert!(endpoint.starts_with("http://minio:"), "{endpoint}");
     assert!(svcs.contains_key("minio"));
+    // The job reads the generator's Avro through the stack's Schema Registry.
+    assert_eq!(
+        cfg.input.format,
+        normlake::decode::InputFormat::AvroConfluent
+    );
+    let registry = cfg.registry.as_ref().expect("a schema registry").url.list();
+    assert_eq!(registry, ["http://schema-registry:8081"]);
+    let generator = args(&svcs["generator"]);
+    assert!(
+        generator.windows(2).any(|w| w == ["--format", "avro"]),
+        "{generator:?}"
+    );
     // The example configuration baked into the image validates too.
     Config::load(&deploy().join("normlake.toml")).expect("deploy/normlake.toml");
     // Its metrics port is the one Prometheus scrapes.
@@ -711,7 +724,12 @@ fn the_image_build_stage_holds_every_file_the_build_reads() {
 }
 
 /// Where images may come from, with the reason each registry serves them.
-const REGISTRIES: [(&str, &str, &str); 7] = [
+const REGISTRIES: [(&str, &str, &str); 8] = [
+    (
+        "docker.io",
+        "confluentinc/cp-schema-registry",
+        "Confluent publishes its Schema Registry image on Docker Hub",
+    ),
     (
         "docker.io",
         "apache/",

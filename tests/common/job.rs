@@ -110,6 +110,8 @@ pub fn produce_with(
         malformed: 0.002,
         late: 0.002,
         seed: 7,
+        format: normlake::generate::Format::Json,
+        schema_registry: String::new(),
     };
     let mut fleet = normlake::generate::Fleet::new(&opts);
     for i in start..start + n {
