@@ -3,6 +3,9 @@
 //! out-of-orderness (so every event goes through the watermark buffer). Prints feature
 //! updates per second per window and the state bytes per retained value.
 //!
+//! Then decoding alone: the same events as JSON and as Avro (Confluent's wire format), in
+//! events per second on one thread.
+//!
 //! Run: `cargo bench --bench normalize` (optionally `-- --keys N --rounds N`).
 
 use std::time::Instant;
@@ -93,6 +96,61 @@ fn bench(window: Window, method: Method, keys: usize, rounds: usize) -> Figures 
     }
 }
 
+/// Decoded events per second (median of three) of `values`.
+fn decode_rate(dec: &normlake::decode::Decoder, values: &[Vec<u8>]) -> f64 {
+    let mut rates: Vec<f64> = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let mut ok = 0usize;
+            for v in values {
+                ok += dec.decode(None, v).is_ok() as usize;
+            }
+            assert_eq!(ok, values.len());
+            values.len() as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[1]
+}
+
+fn decode_bench(n: u64) {
+    use normlake::decode::{Decoder, InputFormat, InputSpec, KeySource, SchemaLookup, TimeFormat};
+    let spec = |format| InputSpec {
+        format,
+        key: KeySource::Field("id".into()),
+        time_field: "ts".into(),
+        time_format: TimeFormat::EpochMillis,
+        features: (0..FEATURES).map(|f| format!("f{f}")).collect(),
+        passthrough: Vec::new(),
+        max_ahead_ms: None,
+        partition_fields: Vec::new(),
+    };
+    let schema = apache_avro::Schema::parse_str(&common::avro_schema()).expect("schema");
+    let mut sensors = common::Sensors::default();
+    let json: Vec<Vec<u8>> = (0..n).map(|i| sensors.event(i).2.into_bytes()).collect();
+    let mut sensors = common::Sensors::default();
+    let avro: Vec<Vec<u8>> = (0..n).map(|i| sensors.avro_event(i, &schema).2).collect();
+    let json_dec = Decoder::new(spec(InputFormat::Json));
+    let mut avro_dec = Decoder::new(spec(InputFormat::AvroConfluent));
+    avro_dec
+        .add_schema(common::AVRO_ID, SchemaLookup::Found(common::avro_schema()))
+        .expect("schema");
+    let (j, a) = (decode_rate(&json_dec, &json), decode_rate(&avro_dec, &avro));
+    let bytes = |v: &[Vec<u8>]| v.iter().map(Vec::len).sum::<usize>() as f64 / v.len() as f64;
+    println!("decode only, {n} events of {FEATURES} features, one thread");
+    println!(
+        "  JSON  {:>6.2} M events/s ({:.0} bytes an event)",
+        j / 1e6,
+        bytes(&json)
+    );
+    println!(
+        "  Avro  {:>6.2} M events/s ({:.0} bytes an event)  Avro / JSON: {:.0}% (target >= 100%)",
+        a / 1e6,
+        bytes(&avro),
+        100.0 * a / j
+    );
+}
+
 fn main() {
     let keys = arg("--keys", 10_000) as usize;
     let z = Method::Zscore { ddof: 0, eps: 0.0 };
@@ -162,5 +220,8 @@ fn main() {
             f.updates_per_s / 1e6,
             best / 1e6
         );
+    }
+    if only.is_none() || only.as_deref() == Some("decode") {
+        decode_bench(arg("--decode-events", 1_000_000));
     }
 }

@@ -1,7 +1,9 @@
 //! Core pipeline throughput without Kafka: pre-encoded JSON events (10,000 keys × 8 features,
 //! one event per key per second of event time) through decode → normalize (`sliding_time(60s)`
 //! z-score) → Arrow → Parquet zstd → commit, with `pipeline::process_offline`, printed beside
-//! a ceiling run of the same input with no normalization (decode → Arrow → Parquet → commit).
+//! a ceiling run of the same input with no normalization (decode → Arrow → Parquet → commit),
+//! and the same pipeline with the same events as Avro (Confluent's wire format; the writer
+//! schema comes from a registry on loopback, once).
 //! The record path runs on one thread (a second one only hands the chunks over).
 //!
 //! Run: `cargo bench --bench pipeline` (optionally `-- --events N --repeat N`).
@@ -26,11 +28,14 @@ const CHUNK: usize = 2048;
 /// The ceiling keeps the raw feature columns and nothing else: the configuration file needs a
 /// normalization, so it is removed from the checked configuration, and processing time skips
 /// the watermark buffer.
-fn config(root: &std::path::Path, normalize: bool) -> Config {
+fn config(root: &std::path::Path, normalize: bool, registry: Option<&str>) -> Config {
     let features: Vec<String> = (0..FEATURES).map(|i| format!("\"f{i}\"")).collect();
     let norm = "[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n";
+    let avro = registry.map_or(String::new(), |url| {
+        format!("format = \"avro_confluent\"\n[input.schema_registry]\nurl = \"{url}\"\n")
+    });
     let text = format!(
-        "[kafka]\nbrokers = \"unused:9092\"\ntopics = [\"bench\"]\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n{norm}[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_rows = 1000000\nmax_age = \"1h\"\ninactivity = \"1h\"\n",
+        "[kafka]\nbrokers = \"unused:9092\"\ntopics = [\"bench\"]\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n{avro}{norm}[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_rows = 1000000\nmax_age = \"1h\"\ninactivity = \"1h\"\n",
         features.join(", "),
         root.display()
     );
@@ -42,19 +47,27 @@ fn config(root: &std::path::Path, normalize: bool) -> Config {
     cfg
 }
 
-/// The input: JSON as a sensor would send it, encoded before timing starts.
-fn events(n: u64) -> Vec<Vec<RawRecord>> {
+/// The input: JSON (or the same events as Avro) as a sensor would send it, encoded before
+/// timing starts.
+fn events(n: u64, avro: bool) -> Vec<Vec<RawRecord>> {
     let topic: Arc<str> = "bench".into();
     let mut sensors = Sensors::default();
+    let schema = apache_avro::Schema::parse_str(&common::avro_schema()).expect("schema");
     let records: Vec<RawRecord> = (0..n)
         .map(|i| {
-            let (_, ts, v) = sensors.event(i);
+            let (ts, v) = if avro {
+                let (_, ts, v) = sensors.avro_event(i, &schema);
+                (ts, v)
+            } else {
+                let (_, ts, v) = sensors.event(i);
+                (ts, v.into_bytes())
+            };
             RawRecord {
                 topic: topic.clone(),
                 partition: 0,
                 offset: i as i64,
                 key: None,
-                value: v.into_bytes(),
+                value: v,
                 timestamp_ms: Some(ts),
                 generation: 0,
             }
@@ -63,11 +76,11 @@ fn events(n: u64) -> Vec<Vec<RawRecord>> {
     records.chunks(CHUNK).map(<[RawRecord]>::to_vec).collect()
 }
 
-fn run(normalize: bool, n: u64) -> f64 {
+fn run(normalize: bool, registry: Option<&str>, n: u64) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = config(dir.path(), normalize);
+    let cfg = config(dir.path(), normalize, registry);
     let generated = Instant::now();
-    let input = events(n);
+    let input = events(n, registry.is_some());
     eprintln!(
         "(input of {n} events encoded in {:.2} s, not timed)",
         generated.elapsed().as_secs_f64()
@@ -113,21 +126,24 @@ fn main() {
         "core pipeline, {n} events, {KEYS} keys x {FEATURES} features, Parquet with the default codec (zstd(1)), median / best of {repeat}"
     );
     let mut results = Vec::new();
+    let registry = common::serve_schema();
     // `--only pipeline` (or `ceiling`) runs one of them, for profiling.
     let only = args
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    for (name, normalize) in [
-        ("ceiling: decode + Arrow + Parquet", false),
-        ("pipeline: + sliding_time(60s) z-score", true),
+    for (name, normalize, avro) in [
+        ("ceiling: decode + Arrow + Parquet", false, false),
+        ("pipeline: + sliding_time(60s) z-score", true, false),
+        ("pipeline, the same events as Avro", true, true),
     ] {
         if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
             results.push(f64::NAN);
             continue;
         }
-        let mut rates: Vec<f64> = (0..repeat).map(|_| run(normalize, n)).collect();
+        let registry = avro.then_some(registry.as_str());
+        let mut rates: Vec<f64> = (0..repeat).map(|_| run(normalize, registry, n)).collect();
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
         let best = rates[rates.len() - 1];
@@ -137,6 +153,10 @@ fn main() {
     println!(
         "pipeline / ceiling: {:.0}% (target >= 60%, and >= 600,000 events/s)",
         100.0 * results[1] / results[0]
+    );
+    println!(
+        "Avro / JSON input: {:.0}% (target >= 100%: Avro no slower per event)",
+        100.0 * results[2] / results[1]
     );
     if let Some(rss) = peak_rss_bytes() {
         println!(

@@ -37,17 +37,90 @@ impl Sensors {
         (self.seed >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// (key, event time, JSON value) of event `i`.
-    pub fn event(&mut self, i: u64) -> (String, i64, String) {
+    /// (key, event time, feature values) of event `i`.
+    pub fn reading(&mut self, i: u64) -> (String, i64, Vec<f64>) {
         let key = i % KEYS;
         let ts = 1_795_000_000_000 + (i / KEYS) as i64 * 1000 + (key as i64 % 1000);
-        let mut v = format!("{{\"id\":\"sensor-{key:05}\",\"ts\":{ts}");
-        for f in 0..FEATURES {
-            v.push_str(&format!(",\"f{f}\":{:.4}", 20.0 + 5.0 * self.unit()));
+        // Four decimals, as a sensor would send them (and as the JSON is written).
+        let values = (0..FEATURES)
+            .map(|_| ((20.0 + 5.0 * self.unit()) * 1e4).round() / 1e4)
+            .collect();
+        (format!("sensor-{key:05}"), ts, values)
+    }
+
+    /// (key, event time, JSON value) of event `i`.
+    pub fn event(&mut self, i: u64) -> (String, i64, String) {
+        let (key, ts, values) = self.reading(i);
+        let mut v = format!("{{\"id\":\"{key}\",\"ts\":{ts}");
+        for (f, x) in values.iter().enumerate() {
+            v.push_str(&format!(",\"f{f}\":{x:.4}"));
         }
         v.push('}');
-        (format!("sensor-{key:05}"), ts, v)
+        (key, ts, v)
     }
+
+    /// (key, event time, Avro value in Confluent's wire format, schema id `AVRO_ID`) of the
+    /// same event `i`.
+    pub fn avro_event(&mut self, i: u64, schema: &apache_avro::Schema) -> (String, i64, Vec<u8>) {
+        use apache_avro::types::Value;
+        let (key, ts, values) = self.reading(i);
+        let mut fields = vec![
+            ("id".to_string(), Value::String(key.clone())),
+            ("ts".to_string(), Value::Long(ts)),
+        ];
+        for (f, x) in values.iter().enumerate() {
+            fields.push((
+                format!("f{f}"),
+                Value::Union(1, Box::new(Value::Double(*x))),
+            ));
+        }
+        let mut out = vec![0];
+        out.extend_from_slice(&AVRO_ID.to_be_bytes());
+        let body = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+            .build()
+            .and_then(|w| w.write_value_to_vec(Value::Record(fields)))
+            .expect("encode");
+        out.extend(body);
+        (key, ts, out)
+    }
+}
+
+/// The schema id the Avro events carry.
+pub const AVRO_ID: u32 = 1;
+
+/// The Avro schema of the benchmark events: the same fields as their JSON.
+pub fn avro_schema() -> String {
+    let features: Vec<String> = (0..FEATURES)
+        .map(|f| format!(r#"{{"name":"f{f}","type":["null","double"],"default":null}}"#))
+        .collect();
+    format!(
+        r#"{{"type":"record","name":"Bench","fields":[{{"name":"id","type":"string"}},{{"name":"ts","type":"long"}},{}]}}"#,
+        features.join(",")
+    )
+}
+
+/// A Schema Registry on loopback that knows `avro_schema()` as `AVRO_ID`: its URL.
+pub fn serve_schema() -> String {
+    use axum::routing::get;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let body = serde_json::json!({ "schema": avro_schema() }).to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                &format!("/schemas/ids/{AVRO_ID}"),
+                get(move || async move { body }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    format!("http://{addr}")
 }
 
 /// CPU seconds (user + system) and peak RSS in bytes of a child, waiting for it to exit; a
