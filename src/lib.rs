@@ -6,9 +6,11 @@
 //! `pipeline`; `config` builds the options they take.
 //! - [`config`]: the TOML file, `${VAR}` interpolation and secret files, environment
 //!   overrides, validation that reports every error.
-//! - [`source`]: the Kafka consumer (with each assigned partition's watermarks), and
-//!   `KafkaClient`, how every Kafka client of the job reaches its cluster.
-//! - [`decode`]: message bytes → typed fields, or a dead-letter reason.
+//! - [`source`]: the Kafka consumer (with each assigned partition's watermarks),
+//!   `KafkaClient`, how every Kafka client of the job reaches its cluster, and the Schema
+//!   Registry client (`source::registry`).
+//! - [`decode`]: message bytes (JSON, or Avro in Confluent's wire format) → typed fields, or a
+//!   dead-letter reason; field paths (`decode::fields`), no I/O (writer schemas are handed in).
 //! - [`normalize`]: the statistics (pure, synchronous, no I/O); knows nothing of Kafka or files.
 //! - [`sink`]: the output `Table` (columns, Parquet settings, partitioning, rolling), rows →
 //!   Arrow → Parquet files routed by the `Partitioner` and rolled; knows nothing of Kafka.
@@ -27,8 +29,9 @@
 //! - [`telemetry`]: logging, Prometheus metrics (latency histograms, watermarks, the process
 //!   series), hdrhistogram percentiles of the last minute, the HTTP endpoints.
 //! - [`pipeline`]: the wiring; the one place that knows every stage. Each input partition's
-//!   progress, admission rules and idleness are `pipeline::progress`; what the registrar is
-//!   told is `pipeline::registration`.
+//!   progress, admission rules, idleness and waits are `pipeline::progress`; what the
+//!   registrar is told is `pipeline::registration`; fetching writer schemas, and waiting for
+//!   the registry, is `pipeline::schemas`.
 //! - [`compact`]: `normlake compact`, merging the small files of complete partitions.
 //! - [`generate`], [`demo`]: the synthetic producer and the embedded demo (both produce with
 //!   rdkafka; the demo runs librdkafka's mock cluster and owns its lake directory).

@@ -1,4 +1,5 @@
-//! The Kafka side: the only module that knows rdkafka.
+//! The Kafka side: the only module that knows rdkafka (and, in `registry`, the Schema
+//! Registry, where the writer schemas of Avro records come from).
 //!
 //! The consumer runs on a dedicated thread (`BaseConsumer::poll`), so every rdkafka call
 //! that blocks (metadata, watermarks, commits) and the rebalance callback, which has to wait
