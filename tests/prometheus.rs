@@ -54,7 +54,7 @@ fn the_stack_configuration_and_the_alerts_pass_promtool() {
     assert!(ok, "{text}");
     let rules = deploy().join("prometheus/alerts.yml");
     let (ok, text) = promtool(&["check", "rules", rules.to_str().expect("utf-8")], None);
-    assert!(ok && text.contains("6 rules found"), "{text}");
+    assert!(ok && text.contains("7 rules found"), "{text}");
 }
 
 /// A Prometheus server on loopback, stopped when dropped.
