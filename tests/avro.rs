@@ -268,6 +268,9 @@ async fn a_registry_outage_pauses_the_partition_and_loses_nothing() {
     wait_for("failed registry requests", Duration::from_secs(60), || {
         (metric("normlake_schema_registry_failures_total") >= 2.0).then_some(())
     });
+    wait_for("a partition waiting", Duration::from_secs(30), || {
+        (metric("normlake_partitions_waiting_for_schema") >= 1.0).then_some(())
+    });
     wait_for("/readyz to fail", Duration::from_secs(30), || {
         scrape::get(port, "/readyz").filter(|(s, _)| *s == 503)
     });

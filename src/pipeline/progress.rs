@@ -219,6 +219,11 @@ impl PartitionProgress {
         Some(self.next)
     }
 
+    /// Waiting for the Schema Registry.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
     /// Waiting for the registry, or for a seek: its records after `next` are still to come.
     pub fn is_behind(&self) -> bool {
         self.waiting.is_some() || self.seeking.is_some()

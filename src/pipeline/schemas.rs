@@ -60,8 +60,11 @@ pub(super) fn ensure(
 }
 
 impl Processor {
-    /// Partitions whose wait for the registry is over read again from their position.
+    /// Partitions whose wait for the registry is over read again from their position; the
+    /// gauge counts those still waiting.
     pub(super) fn resume_waiting(&mut self, now: Instant) {
+        let waiting = self.parts.values().filter(|p| p.is_waiting()).count();
+        self.metrics.partitions_waiting.set(waiting as i64);
         for (key, p) in &mut self.parts {
             if let Some(position) = p.resume_due(now) {
                 let _ = self

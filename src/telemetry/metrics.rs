@@ -101,6 +101,8 @@ pub struct Metrics {
     pub registry_failures: Counter,
     /// Writer schemas fetched from the Schema Registry.
     pub schemas_fetched: Counter,
+    /// Input partitions waiting for the Schema Registry.
+    pub partitions_waiting: Gauge,
     /// Feature and pass-through values of another type than their column's, by column.
     invalid_values: Family<[(&'static str, String); 1], Counter>,
     latency_seconds: LatencyHistograms,
@@ -158,6 +160,7 @@ impl Metrics {
             metastore_backlog: Gauge::default(),
             registry_failures: Counter::default(),
             schemas_fetched: Counter::default(),
+            partitions_waiting: Gauge::default(),
             invalid_values: Family::default(),
             latency_seconds: Family::new_with_constructor(latency_histogram),
             owned: Family::default(),
@@ -346,6 +349,11 @@ impl Metrics {
             "normlake_schemas_fetched",
             "Avro writer schemas fetched from the Schema Registry",
             self.schemas_fetched.clone(),
+        );
+        r.register(
+            "normlake_partitions_waiting_for_schema",
+            "Input partitions whose next record waits for the Schema Registry",
+            self.partitions_waiting.clone(),
         );
         r.register(
             "normlake_invalid_values",
