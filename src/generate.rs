@@ -439,11 +439,10 @@ fn produce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Decoder, InputSpec, KeySource, Reject, TimeFormat};
+    use crate::decode::{Decoder, InputFormat, InputSpec, KeySource, Reject, TimeFormat};
 
-    #[test]
-    fn generated_events_decode_and_malformed_ones_are_rejected() {
-        let opts = GenerateOptions {
+    fn options(format: Format, late: f64) -> GenerateOptions {
+        GenerateOptions {
             brokers: String::new(),
             topic: "t".into(),
             rate: 0,
@@ -452,21 +451,31 @@ mod tests {
             count: None,
             duration: None,
             malformed: 0.1,
-            late: 0.1,
+            late,
             seed: 7,
-            format: Format::Json,
+            format,
             schema_registry: String::new(),
-        };
-        let dec = Decoder::new(InputSpec {
-            format: crate::decode::InputFormat::Json,
+        }
+    }
+
+    /// A decoder of the generated events in `format`.
+    fn decoder(format: InputFormat, features: &[String]) -> Decoder {
+        Decoder::new(InputSpec {
+            format,
             key: KeySource::Field("sensor_id".into()),
             time_field: "ts".into(),
             time_format: TimeFormat::EpochMillis,
-            features: opts.features.clone(),
+            features: features.to_vec(),
             passthrough: vec!["site".into()],
             max_ahead_ms: None,
             partition_fields: Vec::new(),
-        });
+        })
+    }
+
+    #[test]
+    fn generated_events_decode_and_malformed_ones_are_rejected() {
+        let opts = options(Format::Json, 0.1);
+        let dec = decoder(InputFormat::Json, &opts.features);
         let mut fleet = Fleet::new(&opts);
         let (mut bad, mut late) = (0, 0);
         for _ in 0..2000 {
@@ -490,30 +499,8 @@ mod tests {
 
     #[test]
     fn avro_events_decode_with_their_registered_schema() {
-        let opts = GenerateOptions {
-            brokers: String::new(),
-            topic: "t".into(),
-            rate: 0,
-            keys: 10,
-            features: vec!["temp".into(), "hum".into()],
-            count: None,
-            duration: None,
-            malformed: 0.1,
-            late: 0.0,
-            seed: 7,
-            format: Format::Avro,
-            schema_registry: String::new(),
-        };
-        let mut dec = Decoder::new(InputSpec {
-            format: crate::decode::InputFormat::AvroConfluent,
-            key: KeySource::Field("sensor_id".into()),
-            time_field: "ts".into(),
-            time_format: TimeFormat::EpochMillis,
-            features: opts.features.clone(),
-            passthrough: vec!["site".into()],
-            max_ahead_ms: None,
-            partition_fields: Vec::new(),
-        });
+        let opts = options(Format::Avro, 0.0);
+        let mut dec = decoder(InputFormat::AvroConfluent, &opts.features);
         let schema = avro_schema(&opts.features);
         dec.add_schema(3, crate::decode::SchemaLookup::Found(schema))
             .unwrap();
