@@ -399,10 +399,10 @@ impl<'a> Run<'a, '_> {
                 let s = symbols.get(i).ok_or(Malformed)?;
                 Scalar::Str(Cow::Owned(s.clone()))
             }
-            Leaf::TimestampMillis => micros(cur.long()?.checked_mul(1000))?,
+            Leaf::TimestampMillis => micros(cur.long()?.checked_mul(1000)),
             Leaf::TimestampMicros => Scalar::Micros(cur.long()?),
             Leaf::TimestampNanos => Scalar::Micros(cur.long()?.div_euclid(1000)),
-            Leaf::Date => micros(cur.long()?.checked_mul(86_400_000_000))?,
+            Leaf::Date => micros(cur.long()?.checked_mul(86_400_000_000)),
             Leaf::Other(ix) => {
                 self.skip(*ix, depth)?;
                 Scalar::Nested
@@ -479,8 +479,8 @@ impl<'a> Run<'a, '_> {
 /// A map's keys, which have no step of their own.
 const SKIP_STRING: usize = usize::MAX;
 
-fn micros(us: Option<i64>) -> Result<Scalar<'static>, Malformed> {
-    // A timestamp beyond i64 microseconds is no time at all: the field's roles treat it as
-    // invalid, not the record as malformed.
-    Ok(us.map_or(Scalar::Nested, Scalar::Micros))
+/// A timestamp beyond i64 microseconds is no time at all: the field's roles treat it as
+/// invalid, not the record as malformed.
+fn micros(us: Option<i64>) -> Scalar<'static> {
+    us.map_or(Scalar::Nested, Scalar::Micros)
 }
