@@ -10,6 +10,9 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+mod sorted;
+pub use sorted::{Ranked, SortedValues};
+
 /// A value in a window with the event time it arrived with.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Item {
@@ -248,53 +251,17 @@ impl<S: Summary> TwoStacks<S> {
     }
 }
 
-/// Values kept sorted for exact order statistics.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SortedValues {
-    values: Vec<f64>,
-}
-
-impl SortedValues {
-    pub fn insert(&mut self, x: f64) {
-        let at = self.values.partition_point(|v| *v < x);
-        self.values.insert(at, x);
-    }
-
-    pub fn remove(&mut self, x: f64) {
-        let at = self.values.partition_point(|v| *v < x);
-        if at < self.values.len() && self.values[at] == x {
-            self.values.remove(at);
-        }
-    }
-
-    pub fn as_slice(&self) -> &[f64] {
-        &self.values
-    }
-
-    /// Shrink capacity when `over(capacity, len)` says it is too large.
-    pub fn trim(&mut self, over: fn(usize, usize) -> bool, room: fn(usize) -> usize) {
-        if over(self.values.capacity(), self.values.len()) {
-            self.values.shrink_to(room(self.values.len()));
-        }
-    }
-
-    pub fn heap_bytes(&self) -> usize {
-        self.values.capacity() * std::mem::size_of::<f64>()
-    }
-}
-
 /// The `q` quantile of sorted values with linear interpolation at `q·(n − 1)`, numpy's default.
-pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    let n = sorted.len();
+pub fn quantile<R: Ranked + ?Sized>(sorted: &R, q: f64) -> Option<f64> {
+    let n = sorted.count();
     if n == 0 {
         return None;
     }
     let pos = q * (n - 1) as f64;
     let lo = pos.floor();
     let frac = pos - lo;
-    let i = lo as usize;
-    let a = *sorted.get(i)?;
-    let Some(&b) = sorted.get(i + 1) else {
+    let (a, b) = sorted.pair(lo as usize)?;
+    let Some(b) = b else {
         return Some(a);
     };
     // numpy's _lerp: symmetric form so that the result is exact at both ends.
@@ -308,18 +275,15 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 /// `Q(q_hi) − Q(q_lo)` without the cancellation of subtracting two nearly equal quantiles:
 /// each quantile is `a + (b − a)·f`, so the spread is `(a_hi − a_lo) + (b_hi − a_hi)·f_hi −
 /// (b_lo − a_lo)·f_lo`, where every difference of neighbours is exact or nearly so.
-pub fn quantile_spread(sorted: &[f64], q_lo: f64, q_hi: f64) -> Option<f64> {
-    let n = sorted.len();
+pub fn quantile_spread<R: Ranked + ?Sized>(sorted: &R, q_lo: f64, q_hi: f64) -> Option<f64> {
+    let n = sorted.count();
     if n == 0 {
         return None;
     }
     let parts = |q: f64| -> Option<(f64, f64)> {
         let pos = q * (n - 1) as f64;
-        let i = pos.floor() as usize;
-        let a = *sorted.get(i)?;
-        let step = sorted
-            .get(i + 1)
-            .map_or(0.0, |b| (b - a) * (pos - pos.floor()));
+        let (a, b) = sorted.pair(pos.floor() as usize)?;
+        let step = b.map_or(0.0, |b| (b - a) * (pos - pos.floor()));
         Some((a, step))
     };
     let (a_lo, s_lo) = parts(q_lo)?;
@@ -384,15 +348,15 @@ mod tests {
 
     #[test]
     fn quantiles_follow_numpy_linear() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(quantile(&v, 0.5), Some(2.5));
-        assert_eq!(quantile(&v, 0.25), Some(1.75));
-        assert_eq!(quantile(&v, 0.75), Some(3.25));
-        assert_eq!(quantile(&v, 1.0), Some(4.0));
-        assert_eq!(quantile(&[5.0], 0.25), Some(5.0));
-        assert_eq!(quantile(&[], 0.5), None);
-        assert_eq!(quantile_spread(&v, 0.25, 0.75), Some(1.5));
-        assert_eq!(quantile_spread(&[2.0], 0.25, 0.75), Some(0.0));
+        let v: &[f64] = &[1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(v, 0.5), Some(2.5));
+        assert_eq!(quantile(v, 0.25), Some(1.75));
+        assert_eq!(quantile(v, 0.75), Some(3.25));
+        assert_eq!(quantile(v, 1.0), Some(4.0));
+        assert_eq!(quantile(&[5.0][..], 0.25), Some(5.0));
+        assert_eq!(quantile(&[][..], 0.5), None);
+        assert_eq!(quantile_spread(v, 0.25, 0.75), Some(1.5));
+        assert_eq!(quantile_spread(&[2.0][..], 0.25, 0.75), Some(0.0));
     }
 
     #[test]

@@ -246,9 +246,7 @@ impl Bounded {
                 .query()
                 .map(|(a, n)| (shift, a.mean, zscale(a.m2, n, *ddof, *eps))),
             (WindowAgg::Extrema(t), _) => t.query().map(|(a, _)| extrema_cs(method, a)),
-            (WindowAgg::Order(s), Method::Robust { q_lo, q_hi }) => {
-                order_cs(s.as_slice(), *q_lo, *q_hi)
-            }
+            (WindowAgg::Order(s), Method::Robust { q_lo, q_hi }) => order_cs(s, *q_lo, *q_hi),
             _ => None,
         };
         CenterScale { n, value }
@@ -292,7 +290,7 @@ fn extrema_cs(method: &Method, a: MinMax) -> (f64, f64, f64) {
     }
 }
 
-fn order_cs(sorted: &[f64], q_lo: f64, q_hi: f64) -> Option<(f64, f64, f64)> {
+fn order_cs(sorted: &SortedValues, q_lo: f64, q_hi: f64) -> Option<(f64, f64, f64)> {
     let median = quantile(sorted, 0.5)?;
     Some((0.0, median, quantile_spread(sorted, q_lo, q_hi)?))
 }
@@ -328,8 +326,8 @@ impl Bag {
                     _ => (0.25, 0.75),
                 };
                 CenterScale {
-                    n: s.as_slice().len() as u64,
-                    value: order_cs(s.as_slice(), q_lo, q_hi),
+                    n: s.len() as u64,
+                    value: order_cs(s, q_lo, q_hi),
                 }
             }
         }
@@ -506,7 +504,7 @@ impl Accumulator {
                 let agg = match &b.agg {
                     WindowAgg::Moments(t) => t.front_bits(),
                     WindowAgg::Extrema(t) => t.front_bits(),
-                    WindowAgg::Order(s) => s.as_slice().first().map_or(0, |v| v.to_bits()),
+                    WindowAgg::Order(s) => s.first().map_or(0, f64::to_bits),
                 };
                 front ^ back ^ agg
             }
