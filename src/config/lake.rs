@@ -151,7 +151,7 @@ impl Default for SuccessMarkerSection {
 }
 
 /// `[lake.parquet]`: how files are written beyond the codec.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSection {
     /// Rows per row group (default: the writer's 1,048,576).
@@ -162,6 +162,26 @@ pub struct ParquetSection {
     /// `page` (statistics per page with the page index), `chunk` or `none`.
     #[serde(default)]
     pub statistics: StatisticsLevel,
+    /// The codec of the normalized float columns (`<column>`, `_center`, `_scale`): nearly
+    /// every value is distinct, zstd shrinks them by 4-7% for a third of the encoding time, so
+    /// by default they are not compressed. `lake.compression` covers every other column.
+    #[serde(default = "defaults::normalized_codec")]
+    pub normalized_codec: Codec,
+    /// A codec per column, over both of the above.
+    #[serde(default)]
+    pub codecs: BTreeMap<String, Codec>,
+}
+
+impl Default for ParquetSection {
+    fn default() -> Self {
+        ParquetSection {
+            row_group_rows: None,
+            dictionary: BTreeMap::new(),
+            statistics: StatisticsLevel::default(),
+            normalized_codec: defaults::normalized_codec(),
+            codecs: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

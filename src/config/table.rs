@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::EnabledStatistics;
 
-use super::{Codec, Config, StatisticsLevel};
+use super::{Codec, Collector, Config, StatisticsLevel};
 use crate::sink::{OutputSchema, ParquetSettings, RollingPolicy, Table, writer_properties};
 
 impl Config {
@@ -18,7 +18,7 @@ impl Config {
             compression(self.lake.compression),
             &plain,
             &config_hash(self),
-            &parquet_settings(self),
+            &parquet_settings(self, &schema),
         );
         let r = &self.lake.rolling;
         Table {
@@ -46,9 +46,30 @@ fn compression(codec: Codec) -> Compression {
     }
 }
 
-/// The configured Parquet settings, checked against the table's columns.
-fn parquet_settings(cfg: &Config) -> ParquetSettings {
+/// Every column named in `[lake.parquet]` must be a column of the table.
+pub(super) fn check_parquet_columns(cfg: &Config, c: &mut Collector) {
+    let schema = output_schema(cfg);
     let p = &cfg.lake.parquet;
+    let named = (p.dictionary.keys().map(|k| ("dictionary", k)))
+        .chain(p.codecs.keys().map(|k| ("codecs", k)));
+    for (section, column) in named {
+        if !schema.has_column(column) {
+            c.err(
+                format!("lake.parquet.{section}.{column}"),
+                "is not a column of the table",
+            );
+        }
+    }
+}
+
+/// The configured Parquet settings: the codec of each normalized float column, then the
+/// columns configured one by one.
+fn parquet_settings(cfg: &Config, schema: &OutputSchema) -> ParquetSettings {
+    let p = &cfg.lake.parquet;
+    let normalized = compression(p.normalized_codec);
+    let codecs = (schema.normalized_columns().map(|c| (c, normalized)))
+        .chain(p.codecs.iter().map(|(c, k)| (c.clone(), compression(*k))))
+        .collect();
     ParquetSettings {
         row_group_rows: p.row_group_rows,
         dictionary: p
@@ -61,6 +82,7 @@ fn parquet_settings(cfg: &Config) -> ParquetSettings {
             StatisticsLevel::Chunk => EnabledStatistics::Chunk,
             StatisticsLevel::None => EnabledStatistics::None,
         },
+        codecs,
     }
 }
 

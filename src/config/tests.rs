@@ -518,3 +518,38 @@ fn avro_input_needs_a_registry_whose_settings_are_checked() {
     assert_eq!(r.url.list(), ["http://a:8081", "http://b:8081"]);
     assert!(!format!("{c:?}").contains("s3cret"));
 }
+
+#[test]
+fn normalized_columns_are_uncompressed_by_default_and_codecs_name_columns() {
+    use parquet::basic::Compression;
+    use parquet::schema::types::ColumnPath;
+    let props = Config::from_toml(GOOD, no_env()).unwrap().table().props;
+    let codec = |c: &str| props.compression(&ColumnPath::from(c));
+    assert_eq!(codec("temp_z"), Compression::UNCOMPRESSED);
+    assert_eq!(codec("hum_z_scale"), Compression::UNCOMPRESSED);
+    assert!(matches!(codec("temp_z_n"), Compression::ZSTD(_)));
+    assert!(matches!(codec("key"), Compression::ZSTD(_)));
+
+    let custom = format!(
+        "{GOOD}[lake.parquet]\nnormalized_codec = \"lz4\"\ncodecs = {{ key = \"snappy\", temp_z_center = \"zstd(3)\" }}\n"
+    );
+    let props = Config::from_toml(&custom, no_env()).unwrap().table().props;
+    let codec = |c: &str| props.compression(&ColumnPath::from(c));
+    assert_eq!(codec("temp_z"), Compression::LZ4_RAW);
+    assert_eq!(codec("key"), Compression::SNAPPY);
+    assert!(matches!(codec("temp_z_center"), Compression::ZSTD(l) if l.compression_level() == 3));
+
+    let bad = format!(
+        "{GOOD}[lake.parquet]\ncodecs = {{ tmp_z = \"none\" }}\ndictionary = {{ nope = true }}\n"
+    );
+    let fields: Vec<String> = Config::from_toml(&bad, no_env())
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        ["lake.parquet.dictionary.nope", "lake.parquet.codecs.tmp_z"]
+    );
+}

@@ -147,6 +147,8 @@ pub struct ParquetSettings {
     pub dictionary: Vec<(String, bool)>,
     /// `Page` (with the column and offset indexes readers use to skip pages), `Chunk`, `None`.
     pub statistics: EnabledStatistics,
+    /// A codec per column, over the table's.
+    pub codecs: Vec<(String, Compression)>,
 }
 
 /// Parquet settings: the codec, statistics and page indexes on, dictionaries off for the
@@ -177,6 +179,9 @@ pub fn writer_properties(
     }
     for (c, on) in &settings.dictionary {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), *on);
+    }
+    for (c, codec) in &settings.codecs {
+        b = b.set_column_compression(ColumnPath::from(c.as_str()), *codec);
     }
     b.build()
 }

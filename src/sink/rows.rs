@@ -124,6 +124,20 @@ impl OutputSchema {
             .map(|f| f.name().as_str())
     }
 
+    /// Names of the normalized float columns (value, center, scale of every normalization):
+    /// nearly incompressible, so they take a codec of their own.
+    pub fn normalized_columns(&self) -> impl Iterator<Item = String> + '_ {
+        self.slots.iter().flat_map(|s| {
+            let c = &s.column;
+            [c.clone(), format!("{c}_center"), format!("{c}_scale")]
+        })
+    }
+
+    /// Whether the files have a column of this name.
+    pub fn has_column(&self, name: &str) -> bool {
+        self.schema.field_with_name(name).is_ok()
+    }
+
     /// Build one record batch from rows of one stream partition.
     pub fn build(
         &self,

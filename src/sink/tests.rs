@@ -265,6 +265,7 @@ fn parquet_settings_reach_the_file() {
         row_group_rows: Some(2),
         dictionary: vec![("key".into(), false), ("v".into(), true)],
         statistics: EnabledStatistics::Page,
+        codecs: vec![("v_z".into(), Compression::UNCOMPRESSED)],
     };
     let props = writer_properties(Compression::SNAPPY, &plain, "cafe", &settings);
     let mut sink = Sink::new(
@@ -308,6 +309,23 @@ fn parquet_settings_reach_the_file() {
         e.contains(&Encoding::RLE_DICTIONARY) || e.contains(&Encoding::PLAIN_DICTIONARY)
     };
     assert!(!dict(&col("key")), "dictionary off by configuration");
+    let codec = |name: &str| {
+        let mut chunks = meta.row_group(0).columns().iter();
+        chunks
+            .find(|c| c.column_path().string() == name)
+            .unwrap()
+            .compression()
+    };
+    assert_eq!(
+        codec("v_z"),
+        Compression::UNCOMPRESSED,
+        "a column's own codec"
+    );
+    assert_eq!(
+        codec("v"),
+        Compression::SNAPPY,
+        "the table's codec elsewhere"
+    );
     assert!(
         dict(&col("v")),
         "dictionary on by configuration for a float column"
