@@ -46,6 +46,9 @@ pub enum Command {
         /// picks a free port, which is logged).
         #[arg(long, env = "NORMLAKE_METRICS_LISTEN", value_parser = parse_listen, default_value = "127.0.0.1:9898")]
         metrics_listen: Listen,
+        /// Processor threads, over `[runtime] workers` (default: the cores but one).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: Option<u16>,
     },
     /// Print the Hive DDL of the configured table and the partitions present.
     Ddl {
@@ -173,12 +176,14 @@ pub async fn main(cli: Cli) -> ExitCode {
             progress_every,
             shutdown_grace,
             metrics_listen,
+            workers,
         } => {
             let opts = RunArgs {
                 until_end,
                 progress_every,
                 shutdown_grace,
                 metrics_listen,
+                workers: workers.map(usize::from),
             };
             run(&config, opts).await
         }
@@ -261,10 +266,14 @@ struct RunArgs {
     progress_every: Duration,
     shutdown_grace: Duration,
     metrics_listen: Listen,
+    workers: Option<usize>,
 }
 
 async fn run(config: &Path, args: RunArgs) -> Result<(), Failed> {
-    let cfg = load(config)?;
+    let mut cfg = load(config)?;
+    if args.workers.is_some() {
+        cfg.runtime.workers = args.workers;
+    }
     // Secrets are `Sensitive`: this dump shows `<redacted>` in their place.
     tracing::debug!(config = ?cfg, "configuration loaded");
     let metrics = Metrics::new();

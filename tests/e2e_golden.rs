@@ -24,12 +24,24 @@ async fn run_case(
     case: &golden::Case,
     root: &std::path::Path,
 ) -> normlake::telemetry::RunSummary {
-    let group = format!("g-{}", case.name);
-    let cfg = Config::from_toml(
-        &golden_config(&broker.addr(), topic, &group, root, case),
-        Vec::new(),
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    run_case_with(broker, topic, case, root, 1).await
+}
+
+/// One bounded run of a golden case with `workers` processor threads.
+async fn run_case_with(
+    broker: &Broker,
+    topic: &str,
+    case: &golden::Case,
+    root: &std::path::Path,
+    workers: usize,
+) -> normlake::telemetry::RunSummary {
+    let group = match workers {
+        1 => format!("g-{}", case.name),
+        n => format!("g{n}-{}", case.name),
+    };
+    let text = golden_config(&broker.addr(), topic, &group, root, case)
+        + &format!("\n[runtime]\nworkers = {workers}\n");
+    let cfg = Config::from_toml(&text, Vec::new()).unwrap_or_else(|e| panic!("{}: {e}", case.name));
     pipeline::run(cfg, bounded(), std::future::pending())
         .await
         .unwrap_or_else(|e| panic!("{}: run failed: {e}", case.name))
@@ -45,6 +57,16 @@ fn committed(broker: &Broker, topic: &str, group: &str) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_golden_case_matches_through_kafka_and_parquet() {
+    every_golden_case_matches(1).await;
+}
+
+/// Each of the two partitions on a worker of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_golden_case_matches_through_kafka_and_parquet_with_two_workers() {
+    every_golden_case_matches(2).await;
+}
+
+async fn every_golden_case_matches(workers: usize) {
     let broker = Broker::start();
     let topic = "golden";
     broker.create_topic(topic, 2).await;
@@ -52,7 +74,7 @@ async fn every_golden_case_matches_through_kafka_and_parquet() {
     let mut failures = Vec::new();
     for case in golden::cases() {
         let root = tempfile::tempdir().expect("lake dir");
-        let summary = run_case(&broker, topic, &case, root.path()).await;
+        let summary = run_case_with(&broker, topic, &case, root.path(), workers).await;
         assert_eq!(summary.consumed, 1608, "{}", case.name);
         failures.extend(golden_mismatch(root.path(), &case));
     }

@@ -90,15 +90,20 @@ impl Setup {
         self.dir.path().join(name)
     }
 
-    fn config(&self, name: &str, group: &str) -> std::path::PathBuf {
+    /// A job of `workers` processor threads (the baseline has one).
+    fn config_with(&self, name: &str, group: &str, workers: usize) -> std::path::PathBuf {
         let text = job::config(
             &self.broker.addr(),
             &self.topic,
             group,
             &self.lake(name),
             "",
-        );
+        ) + &format!("\n[runtime]\nworkers = {workers}\n");
         job::write_config(self.dir.path(), &format!("{name}-{group}.toml"), &text)
+    }
+
+    fn config(&self, name: &str, group: &str) -> std::path::PathBuf {
+        self.config_with(name, group, 1)
     }
 
     fn log(&self, name: &str) -> std::path::PathBuf {
@@ -114,6 +119,17 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_twenty_random_moments_changes_nothing() {
+    kill_9_at_twenty_random_moments(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_twenty_random_moments_changes_nothing_with_two_workers() {
+    kill_9_at_twenty_random_moments(2).await;
+}
+
+/// Twenty `kill -9`s of a job of `workers` threads, then a run to the end: the lake equals
+/// the one-worker, fault-free baseline.
+async fn kill_9_at_twenty_random_moments(workers: usize) {
     let _one_at_a_time = job::exclusive().await;
     let s = Setup::new("crash", 4, 200_000).await;
     let (want, took) = s.baseline();
@@ -121,7 +137,7 @@ async fn kill_9_at_twenty_random_moments_changes_nothing() {
         want.rows["z1m"].len() > 3 * 190_000,
         "the baseline holds the events"
     );
-    let cfg = s.config("crashed", "crashed");
+    let cfg = s.config_with("crashed", "crashed", workers);
     let mut rng = Lcg::from_clock();
     let max_ms = (took.as_millis() as u64).max(1_000);
     eprintln!(
@@ -167,10 +183,21 @@ async fn kill_9_at_twenty_random_moments_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_with_a_killed_member_and_a_late_joiner_changes_nothing() {
+    rebalance_with_a_killed_member_and_a_late_joiner(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_with_a_killed_member_and_a_late_joiner_changes_nothing_with_two_workers() {
+    rebalance_with_a_killed_member_and_a_late_joiner(2).await;
+}
+
+/// Three members of `workers` threads each; one is killed, one joins late; the lake equals
+/// the one-worker baseline.
+async fn rebalance_with_a_killed_member_and_a_late_joiner(workers: usize) {
     let _one_at_a_time = job::exclusive().await;
     let s = Setup::new("rebalance", 6, 60_000).await;
     let (want, _) = s.baseline();
-    let cfg = s.config("group", "members");
+    let cfg = s.config_with("group", "members", workers);
     let mut members: Vec<Job> = (0..3)
         .map(|_| Job::start(&cfg, false, &s.log("group")))
         .collect();

@@ -167,7 +167,22 @@ impl Default for MemoryConfig {
 /// The most the input buffers, and the rows in open files, are given of any budget.
 const BUFFER_CAP: u64 = 64 << 20;
 
+/// One worker's shares of the memory budget.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryShare {
+    pub sink_bytes: u64,
+    pub state_bytes: u64,
+}
+
 impl MemoryConfig {
+    /// The rows and state shares of one of `workers` processor threads.
+    pub fn share(&self, workers: usize) -> MemoryShare {
+        let n = workers.max(1) as u64;
+        MemoryShare {
+            sink_bytes: self.sink_bytes() / n,
+            state_bytes: self.state_bytes() / n,
+        }
+    }
     pub fn input_bytes(&self) -> u64 {
         (self.budget.0 / 5).min(BUFFER_CAP)
     }
@@ -193,6 +208,30 @@ pub struct Config {
     pub partitioning: Partitioning,
     /// `[time] idle_timeout`: see `TimeSection`.
     pub idle_timeout: Option<std::time::Duration>,
+    pub runtime: RuntimeSection,
+}
+
+/// `[runtime]`: how the job uses the machine.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Processor threads; the assigned Kafka partitions are shared out among them. Default:
+    /// one per core but one (left to librdkafka, the broker's network and the encoders), at
+    /// least one.
+    pub workers: Option<usize>,
+}
+
+/// The most workers a configuration may ask for.
+pub const MAX_WORKERS: usize = 256;
+
+impl RuntimeSection {
+    /// The number of processor threads.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores.saturating_sub(1).max(1)
+        })
+    }
 }
 
 /// One problem in the configuration, at a field path.
@@ -292,7 +331,7 @@ mod defaults {
     }
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "kafka",
     "input",
     "time",
@@ -301,6 +340,7 @@ const SECTIONS: [&str; 8] = [
     "lake",
     "dead_letter",
     "memory",
+    "runtime",
 ];
 
 /// Collects errors while sections are read.
@@ -388,6 +428,16 @@ impl Config {
         }
         let memory: Option<MemoryConfig> =
             c.section(&table, "memory").map(Option::unwrap_or_default);
+        let runtime: Option<RuntimeSection> =
+            c.section(&table, "runtime").map(Option::unwrap_or_default);
+        if let Some(w) = runtime.as_ref().and_then(|r| r.workers)
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            c.err(
+                "runtime.workers",
+                format!("must be between 1 and {MAX_WORKERS}"),
+            );
+        }
         if let Some(m) = &memory {
             validate_memory(m, &mut c);
         }
@@ -413,7 +463,16 @@ impl Config {
             (Some(i), Some(t), Some(n), Some(l)) => build_plan(i, t, n, l, &mut c),
             _ => None,
         };
-        match (kafka, input, plan, lake, dead_letter, memory, partitioning) {
+        match (
+            kafka,
+            input,
+            plan,
+            lake,
+            dead_letter,
+            memory,
+            partitioning,
+            runtime,
+        ) {
             (
                 Some(kafka),
                 Some(input),
@@ -422,6 +481,7 @@ impl Config {
                 Some(dead_letter),
                 Some(memory),
                 Some(partitioning),
+                Some(runtime),
             ) if c.0.is_empty() => {
                 let cfg = Config {
                     kafka,
@@ -433,6 +493,7 @@ impl Config {
                     memory,
                     partitioning,
                     idle_timeout,
+                    runtime,
                 };
                 table::check_parquet_columns(&cfg, &mut c);
                 if c.0.is_empty() {

@@ -49,20 +49,19 @@ impl Processor {
         if now.saturating_duration_since(self.budget.state_at) >= self.budget.state_every {
             self.enforce_state_share(now);
         }
-        self.metrics
-            .memory_bytes
-            .set((sink + self.budget.state_bytes) as i64);
+        let used = (sink + self.budget.state_bytes) as i64;
+        (self.gauges.memory_bytes).set(&self.metrics.memory_bytes, used);
     }
 
     /// Flush row groups, then commit, while rows in open files exceed their share.
     fn enforce_sink_share(&mut self, sink: usize, now: Instant) {
-        if sink as u64 > self.memory.sink_bytes() {
+        if sink as u64 > self.memory.sink_bytes {
             self.metrics.memory_pauses.inc();
             if let Err((key, e)) = self.sink.flush_row_groups() {
                 self.failed(&key, &e.to_string(), now);
             }
             // What is left is dead letters and bookkeeping of uncommitted rows: commit them.
-            if self.sink_bytes() as u64 > self.memory.sink_bytes() {
+            if self.sink_bytes() as u64 > self.memory.sink_bytes {
                 let keys: Vec<PartitionId> = self.parts.keys().cloned().collect();
                 for key in keys {
                     if let Err(e) = self.roll(&key) {
@@ -94,7 +93,7 @@ impl Processor {
             .collect();
         let state_total: usize = state.iter().map(|(_, k, p)| k + p).sum();
         let walked = started.elapsed();
-        let share = self.memory.state_bytes() as usize;
+        let share = self.memory.state_bytes as usize;
         self.budget.state_at = now;
         // Over its share, the state is measured again soon, to see what the eviction left.
         self.budget.state_every = if state_total > share {

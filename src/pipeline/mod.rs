@@ -24,15 +24,16 @@ mod roll;
 mod schemas;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, DataLoss, MemoryConfig, OffsetReset};
+use crate::config::{Config, DataLoss, MemoryShare, OffsetReset};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::decode::{Decoded, Decoder, PassValue, Reject, column_name};
 use crate::lake::Layout;
@@ -42,7 +43,7 @@ use crate::sink::{OutRows, RowMeta, Sink, SinkError};
 use crate::source::{
     self, CommitRequest, PartitionId, RawRecord, Seeked, SourceError, SourceEvent,
 };
-use crate::telemetry::{LatencySource, Metrics, Progress, RunSummary, StateFigures, unix_ms};
+use crate::telemetry::{GaugeShare, LatencySource, Metrics, RunSummary, StateFigures, unix_ms};
 use checkpoint::Shape;
 use markers::Markers;
 use progress::{Admit, PartitionProgress};
@@ -147,9 +148,12 @@ pub async fn run(
         opts.metrics.clone(),
         cfg.memory.input_bytes(),
     )?;
-    let processor = Processor::new(&cfg, commit_tx, seeked_rx, opts.metrics.clone())?;
     let progress_every = opts.progress_every;
-    let mut worker = tokio::task::spawn_blocking(move || processor.run(rx, progress_every));
+    let crew = workers::Crew::start(&cfg, commit_tx, opts.metrics.clone(), progress_every)?;
+    let crew_stop = stop.clone();
+    let mut worker = tokio::task::spawn_blocking(move || {
+        crew.run(rx, seeked_rx, progress_every, Some(crew_stop))
+    });
     tokio::pin!(shutdown);
     let processed = tokio::select! {
         r = &mut worker => r,
@@ -186,7 +190,8 @@ pub fn process_offline(
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<CommitRequest>();
     // Nothing seeks here: the sender is dropped at once.
     let (_, seeked_rx) = std::sync::mpsc::channel::<Seeked>();
-    let processor = Processor::new(cfg, commit_tx, seeked_rx, metrics)?;
+    let every = Duration::from_secs(3600);
+    let crew = workers::Crew::start(cfg, commit_tx, metrics, every)?;
     let (tx, rx) = sync_channel::<SourceEvent>(16);
     // Stands in for the source: hands over the records, answers the final commit.
     let feeder = std::thread::spawn(move || {
@@ -209,7 +214,7 @@ pub fn process_offline(
             }
         }
     });
-    let result = processor.run(rx, Duration::from_secs(3600));
+    let result = crew.run(rx, seeked_rx, every, None);
     let _ = feeder.join();
     result
 }
@@ -229,21 +234,35 @@ pub struct Processor {
     dead_by_reason: BTreeMap<&'static str, u64>,
     on_offset_reset: OffsetReset,
     on_data_loss: DataLoss,
-    memory: MemoryConfig,
+    memory: MemoryShare,
     budget: budget::Checks,
     shape: Shape,
-    /// `_SUCCESS` markers: partition directories not yet complete, with their bucket's end.
-    markers: Option<Markers>,
+    /// `_SUCCESS` markers: partition directories not yet complete, with their bucket's end
+    /// (shared by the workers).
+    markers: Option<Arc<Mutex<Markers>>>,
     budget_evicted: u64,
     /// Times of rows not yet committed, per input partition, for the latency figures:
     /// (event time, Kafka time, received), Unix ms.
     received: HashMap<PartitionId, Vec<[i64; 3]>>,
-    /// Registration in the Hive Metastore, when configured.
-    registrar: Option<crate::metastore::Registrar>,
+    /// Registration in the Hive Metastore, when configured (shared by the workers).
+    registrar: Option<Arc<crate::metastore::Registrar>>,
     /// `[time] idle_timeout`.
     idle_timeout: Option<Duration>,
-    /// The Schema Registry, for Avro input.
-    registry: Option<crate::source::registry::Registry>,
+    /// The Schema Registry, for Avro input (shared by the workers).
+    registry: Option<Arc<Mutex<schemas::SharedRegistry>>>,
+    /// This worker's parts of the gauges every worker adds to.
+    gauges: Gauges,
+}
+
+/// One worker's parts of the gauges that sum over workers.
+#[derive(Debug, Default)]
+struct Gauges {
+    open_files: GaugeShare,
+    memory_bytes: GaugeShare,
+    waiting: GaugeShare,
+    keys: GaugeShare,
+    state_bytes: GaugeShare,
+    buffered: GaugeShare,
 }
 
 /// Decode an admitted record and hand its event to the partition's normalization; emitted
@@ -301,21 +320,22 @@ const TICK: Duration = Duration::from_millis(500);
 const CHANNEL_CHUNKS: usize = 4;
 
 impl Processor {
-    pub fn new(
+    /// One worker: `seat` is its index and the number of workers, among which the memory
+    /// budget is shared.
+    fn new(
         cfg: &Config,
+        shared: &workers::Shared,
+        seat: (usize, usize),
         to_source: Sender<CommitRequest>,
         seeked: Receiver<Seeked>,
-        metrics: Metrics,
     ) -> Result<Processor, PipelineError> {
-        let engine = Engine::new(cfg.plan.clone());
+        let metrics = shared.metrics.clone();
+        let engine = shared.engine.clone();
         let shape = Shape::of(cfg, &engine);
         let table = cfg.table();
         let layout = cfg.lake.layout()?;
         let dead = crate::dead_letter::open(cfg, &layout, &table.props, &metrics)?;
         let sink = Sink::new(layout.clone(), &table);
-        let registrar = registration::start(cfg, &table, &layout, &metrics)?;
-        let registry = schemas::registry(cfg, &metrics)?;
-        metrics.declare_dead_letter_reasons(Reject::ALL.iter().map(|r| r.as_str()));
         Ok(Processor {
             decoder: Decoder::new(cfg.input.clone()),
             dead,
@@ -327,37 +347,33 @@ impl Processor {
             to_source,
             seeked,
             metrics,
-            memory: cfg.memory.clone(),
+            memory: cfg.memory.share(seat.1),
             shape,
-            markers: cfg.lake.success_marker.enabled.then(|| Markers {
-                partitioning: cfg.partitioning.clone(),
-                delay_ms: cfg.lake.success_marker.delay.millis(),
-                unmarked: BTreeMap::new(),
-                checked: Instant::now(),
-            }),
+            markers: shared.markers.clone(),
             budget: budget::Checks::new(Instant::now()),
             budget_evicted: 0,
             dead_by_reason: BTreeMap::new(),
             on_offset_reset: cfg.kafka.on_offset_reset,
             on_data_loss: cfg.kafka.on_data_loss,
             received: HashMap::new(),
-            registrar,
+            registrar: shared.registrar.clone(),
             idle_timeout: cfg.idle_timeout,
-            registry,
+            registry: shared.registry.clone(),
+            gauges: Gauges::default(),
         })
     }
 
+    /// The worker's loop: until the end of the input, a stop, or the router going away.
     fn run(
         mut self,
         rx: Receiver<SourceEvent>,
         progress_every: Duration,
     ) -> Result<RunSummary, PipelineError> {
-        let mut progress = Progress::new(progress_every, Instant::now());
+        let mut figures_at = Instant::now();
         match self.layout.probe_writable() {
             Ok(()) => self.metrics.health.set_lake_writable(true),
             Err(e) => tracing::warn!(error = %e, "the lake is not writable yet"),
         }
-        self.find_incomplete_partitions();
         loop {
             let ev = match rx.recv_timeout(TICK) {
                 Ok(ev) => ev,
@@ -365,86 +381,98 @@ impl Processor {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let now = Instant::now();
-            match ev {
-                SourceEvent::Records(records) => {
-                    self.seeks_done();
-                    self.records(records, now)?
-                }
-                SourceEvent::Tick => self.seeks_done(),
-                SourceEvent::Assigned {
-                    parts,
-                    watermarks,
-                    reply,
-                    generation,
-                } => {
-                    let (positions, result) = self.assigned(&parts, &watermarks);
-                    for key in &parts {
-                        if let Some(p) = self.parts.get_mut(key) {
-                            p.starts_generation(generation);
-                        }
-                    }
-                    let _ = reply.send(positions);
-                    self.owned_changed();
-                    result?;
-                }
-                SourceEvent::Revoked { parts, ack } => {
-                    self.revoked(&parts);
-                    let _ = ack.send(());
-                    self.owned_changed();
-                }
-                SourceEvent::End if self.parts.values().any(PartitionProgress::is_behind) => {
-                    // A partition waits for the registry or for a seek: the source reads it
-                    // again once asked to seek, and ends again.
-                    tracing::info!(
-                        "the end of the input is reached, but a partition is still behind: waiting for it"
-                    );
-                }
-                SourceEvent::End => {
-                    self.finish_all(now)?;
-                    self.commit_all_and_confirm()?;
-                    self.mark_complete_partitions(None);
-                    self.finish_registration();
-                    let failed = self.parts.values().filter(|p| p.is_failed()).count();
-                    if failed > 0 {
-                        return Err(PipelineError::Incomplete(failed));
-                    }
-                    return Ok(self.summary());
-                }
-                SourceEvent::Stop => {
-                    self.commit_all_and_confirm()?;
-                    self.mark_complete_partitions(None);
-                    self.finish_registration();
-                    return Ok(self.summary());
-                }
+            if let Some(summary) = self.event(ev, now)? {
+                return Ok(summary);
             }
-            self.roll_due(now);
-            self.idle_partitions(now);
-            self.retry_failed(now);
-            self.resume_waiting(now);
-            self.enforce_budget(now);
-            self.mark_complete_partitions(Some(now));
-            self.metrics.open_files.set(self.sink.open_files() as i64);
-            if progress.due(now) {
-                let state = self.state_figures();
-                self.metrics.state_keys.set(state.keys as i64);
-                self.metrics.state_bytes.set(state.bytes as i64);
-                self.metrics.buffered_events.set(state.buffered as i64);
-                progress.log(now, &self.metrics, state);
+            self.periodic(now);
+            if now.saturating_duration_since(figures_at) >= progress_every {
+                figures_at = now;
+                self.report_state();
             }
         }
         // The source went away without End or Stop (it failed): commit what is complete.
         for key in self.parts.keys().cloned().collect::<Vec<_>>() {
             self.roll(&key)?;
         }
-        self.finish_registration();
         Ok(self.summary())
     }
 
-    /// Give the metastore a last chance at what is pending (the next start registers the rest).
-    fn finish_registration(&mut self) {
-        if let Some(r) = self.registrar.take() {
-            r.finish(registration::FINISH_WITHIN);
+    /// Handle one event; `Some` when the run is over.
+    fn event(
+        &mut self,
+        ev: SourceEvent,
+        now: Instant,
+    ) -> Result<Option<RunSummary>, PipelineError> {
+        match ev {
+            SourceEvent::Records(records) => {
+                self.seeks_done();
+                self.records(records, now)?
+            }
+            SourceEvent::Tick => self.seeks_done(),
+            SourceEvent::Assigned {
+                parts,
+                watermarks,
+                reply,
+                generation,
+            } => {
+                let (positions, result) = self.assigned(&parts, &watermarks);
+                for key in &parts {
+                    if let Some(p) = self.parts.get_mut(key) {
+                        p.starts_generation(generation);
+                    }
+                }
+                let _ = reply.send(positions);
+                result?;
+            }
+            SourceEvent::Revoked { parts, ack } => {
+                self.revoked(&parts);
+                let _ = ack.send(());
+            }
+            SourceEvent::End if self.parts.values().any(PartitionProgress::is_behind) => {
+                // A partition waits for the registry or for a seek: the source reads it
+                // again once asked to seek, and ends again.
+                tracing::info!(
+                    "the end of the input is reached, but a partition is still behind: waiting for it"
+                );
+            }
+            SourceEvent::End => {
+                self.finish_all(now)?;
+                self.commit_all_and_confirm()?;
+                self.mark_complete_partitions(None);
+                let failed = self.parts.values().filter(|p| p.is_failed()).count();
+                if failed > 0 {
+                    return Err(PipelineError::Incomplete(failed));
+                }
+                return Ok(Some(self.summary()));
+            }
+            SourceEvent::Stop => {
+                self.commit_all_and_confirm()?;
+                self.mark_complete_partitions(None);
+                return Ok(Some(self.summary()));
+            }
         }
+        Ok(None)
+    }
+
+    /// The work due after every event: rolls, idleness, retries, the budget, markers.
+    fn periodic(&mut self, now: Instant) {
+        self.roll_due(now);
+        self.idle_partitions(now);
+        self.retry_failed(now);
+        self.resume_waiting(now);
+        self.enforce_budget(now);
+        self.mark_complete_partitions(Some(now));
+        let open = self.sink.open_files() as i64;
+        self.gauges.open_files.set(&self.metrics.open_files, open);
+    }
+
+    /// This worker's part of the state gauges (a walk over every key: not after every event).
+    fn report_state(&mut self) {
+        let state = self.state_figures();
+        let (m, g) = (&self.metrics, &mut self.gauges);
+        g.keys.set(&m.state_keys, state.keys as i64);
+        g.state_bytes.set(&m.state_bytes, state.bytes as i64);
+        g.buffered.set(&m.buffered_events, state.buffered as i64);
     }
 
     /// Each record of a chunk: admission (exactly once, in offset order), decode, normalize,
@@ -475,7 +503,7 @@ impl Processor {
                         break;
                     }
                 }
-                let (decoder, registry) = (&mut self.decoder, self.registry.as_mut());
+                let (decoder, registry) = (&mut self.decoder, self.registry.as_deref());
                 if let Err(until) = schemas::ensure(decoder, registry, &self.metrics, &r.value, now)
                 {
                     part.wait_for_schema(r.offset, until);

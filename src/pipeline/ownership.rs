@@ -29,14 +29,6 @@ impl Processor {
         }
     }
 
-    pub(super) fn owned_changed(&self) {
-        let n = self.parts.len();
-        self.metrics.assigned_partitions.set(n as i64);
-        self.metrics.health.set_assigned(n);
-        self.metrics
-            .set_owned(self.parts.keys().map(|(t, p)| (t.to_string(), *p)));
-    }
-
     /// Recover newly assigned partitions from the lake, check their positions against the
     /// partitions' (low, high) watermarks, and answer where to read from.
     pub(super) fn assigned(

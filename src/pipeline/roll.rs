@@ -93,9 +93,14 @@ impl Processor {
             idle: part.is_idle(),
             ..CommitRecord::new(&key.0, key.1, seq, next)
         };
+        let mut written = 0;
         lake_commit::commit(&self.layout, record, &mut |w| {
-            checkpoint::write(&self.shape, next, &part.norm, w)
+            let mut counted = Counted { inner: w, bytes: 0 };
+            let done = checkpoint::write(&self.shape, next, &part.norm, &mut counted);
+            written = counted.bytes;
+            done
         })?;
+        self.metrics.checkpoint_bytes.inc_by(written);
         let dirs = super::registration::partition_dirs(&self.layout, &sealed.files);
         self.published(&dirs);
         if let Some(r) = &self.registrar {
@@ -160,5 +165,23 @@ impl Processor {
                 "no answer from the source".into(),
             )),
         }
+    }
+}
+
+/// A writer that counts the bytes through it.
+struct Counted<'a> {
+    inner: &'a mut dyn std::io::Write,
+    bytes: u64,
+}
+
+impl std::io::Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

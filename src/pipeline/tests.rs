@@ -31,7 +31,8 @@ fn committed_to_20(root: &std::path::Path, kafka_settings: &str) -> (Processor, 
     let cfg = test_config(root, kafka_settings);
     let (commit_tx, _commit_rx) = std::sync::mpsc::channel();
     let (_seeked_tx, seeked_rx) = std::sync::mpsc::channel();
-    let mut p = Processor::new(&cfg, commit_tx, seeked_rx, Metrics::new()).unwrap();
+    let shared = super::workers::shared(&cfg, &Metrics::new()).unwrap();
+    let mut p = Processor::new(&cfg, &shared, (0, 1), commit_tx, seeked_rx).unwrap();
     let topic: Arc<str> = "t".into();
     let key: PartitionId = (topic.clone(), 0);
     p.assigned(std::slice::from_ref(&key), &HashMap::new())
@@ -162,7 +163,8 @@ fn records_in_flight_from_before_a_seek_are_not_a_new_start() {
 
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
     let (seeked_tx, seeked_rx) = std::sync::mpsc::channel();
-    let mut p = Processor::new(&cfg, commit_tx, seeked_rx, Metrics::new()).unwrap();
+    let shared = super::workers::shared(&cfg, &Metrics::new()).unwrap();
+    let mut p = Processor::new(&cfg, &shared, (0, 1), commit_tx, seeked_rx).unwrap();
     let topic: Arc<str> = "t".into();
     let key: PartitionId = (topic.clone(), 0);
     p.assigned(std::slice::from_ref(&key), &HashMap::new())

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub late: Counter,
     pub files: Counter,
     pub bytes: Counter,
+    /// Bytes of state checkpoints written.
+    pub checkpoint_bytes: Counter,
     pub commits: Counter,
     pub commit_duration: Histogram,
     pub write_failures: Counter,
@@ -138,6 +140,7 @@ impl Metrics {
             late: Counter::default(),
             files: Counter::default(),
             bytes: Counter::default(),
+            checkpoint_bytes: Counter::default(),
             commits: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             write_failures: Counter::default(),
@@ -216,6 +219,11 @@ impl Metrics {
             "normlake_committed_bytes",
             "Bytes of the files published in the lake",
             self.bytes.clone(),
+        );
+        r.register(
+            "normlake_checkpoint_bytes",
+            "Bytes of the state checkpoints written (one per roll of an input partition)",
+            self.checkpoint_bytes.clone(),
         );
         r.register(
             "normlake_commits",
@@ -670,6 +678,20 @@ impl Collector for WatermarkCollector {
             ConstGauge::new(lag).encode(l.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+/// One worker's part of a gauge that sums every worker's: each worker sets its own value, and
+/// the gauge moves by the difference from the value it set last.
+#[derive(Debug, Default)]
+pub struct GaugeShare {
+    last: i64,
+}
+
+impl GaugeShare {
+    pub fn set(&mut self, gauge: &Gauge, value: i64) {
+        gauge.inc_by(value - self.last);
+        self.last = value;
     }
 }
 

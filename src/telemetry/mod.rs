@@ -9,7 +9,7 @@ pub mod metrics;
 mod process;
 pub mod server;
 
-pub use metrics::{Health, LatencySource, Metrics};
+pub use metrics::{GaugeShare, Health, LatencySource, Metrics};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
