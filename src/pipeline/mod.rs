@@ -1,12 +1,12 @@
 //! The wiring: the one place that knows every stage.
 //!
 //! ```text
-//!  source thread (rdkafka) ──SourceEvent──▶ processor thread
-//!        ▲            bounded channel        decode → normalize → sink → lake commit
+//!  source thread (rdkafka) ──SourceEvent──▶ router ──▶ worker threads (processors)
+//!        ▲            bounded channel                  decode → normalize → sink → lake commit
 //!        └────── ToSource (group commits, seeks) ◀──────┘
 //! ```
-//! The runtime only waits for the shutdown signal; the source and the processor run on their
-//! own threads. The processor owns one `PartitionProgress` per assigned input partition:
+//! The runtime only waits for the shutdown signal; the source, the router and each worker run
+//! on their own threads (`workers`). Each worker's processor owns one `PartitionProgress` per assigned input partition:
 //! the normalization state, the next offset to read and the commit sequence. A *roll* seals
 //! the partition's files and commits them with a checkpoint of that state through
 //! `lake::commit` (see there for the protocol), and only then asks the source to commit the

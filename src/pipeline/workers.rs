@@ -55,10 +55,56 @@ struct Worker {
     gone: bool,
 }
 
+/// Which worker owns each assigned partition.
+#[derive(Debug, Default)]
+struct Owners {
+    of: HashMap<PartitionId, usize>,
+}
+
+impl Owners {
+    /// New partitions, each to the worker with the fewest (the lowest index on a tie); a
+    /// partition assigned again stays where it is. Grouped by worker.
+    fn assign(
+        &mut self,
+        parts: Vec<PartitionId>,
+        workers: usize,
+    ) -> BTreeMap<usize, Vec<PartitionId>> {
+        let mut load = vec![0usize; workers];
+        for &w in self.of.values() {
+            load[w] += 1;
+        }
+        let mut out: BTreeMap<usize, Vec<PartitionId>> = BTreeMap::new();
+        for key in parts {
+            let w = match self.of.get(&key) {
+                Some(&w) => w,
+                None => {
+                    let w = (0..workers).min_by_key(|&w| (load[w], w)).unwrap_or(0);
+                    load[w] += 1;
+                    w
+                }
+            };
+            self.of.insert(key.clone(), w);
+            out.entry(w).or_default().push(key);
+        }
+        out
+    }
+
+    /// Revoked partitions grouped by the worker that owned them, forgotten here.
+    fn revoke(&mut self, parts: Vec<PartitionId>) -> BTreeMap<usize, Vec<PartitionId>> {
+        let mut out: BTreeMap<usize, Vec<PartitionId>> = BTreeMap::new();
+        for key in parts {
+            if let Some(w) = self.of.remove(&key) {
+                out.entry(w).or_default().push(key);
+            }
+        }
+        out
+    }
+}
+
 /// The workers and the router that feeds them.
 pub(super) struct Crew {
     workers: Vec<Worker>,
-    owners: HashMap<PartitionId, usize>,
+    owners: Owners,
     metrics: Metrics,
     registrar: Option<Arc<Registrar>>,
     /// `End` or `Stop` was sent: workers returning is expected.
@@ -94,7 +140,7 @@ impl Crew {
         tracing::info!(workers = count, "processor threads started");
         Ok(Crew {
             workers,
-            owners: HashMap::new(),
+            owners: Owners::default(),
             metrics,
             registrar: shared.registrar,
             ending: false,
@@ -161,7 +207,7 @@ impl Crew {
                 generation,
             } => {
                 let mut merged = HashMap::new();
-                for (w, parts) in self.assign(parts) {
+                for (w, parts) in self.owners.assign(parts, self.workers.len()) {
                     let (tx, answer) = sync_channel(1);
                     let ev = SourceEvent::Assigned {
                         parts,
@@ -177,7 +223,7 @@ impl Crew {
                 self.ownership_changed();
             }
             SourceEvent::Revoked { parts, ack } => {
-                for (w, parts) in self.by_owner(parts) {
+                for (w, parts) in self.owners.revoke(parts) {
                     let (tx, done) = sync_channel(1);
                     if self.send(w, SourceEvent::Revoked { parts, ack: tx }) {
                         let _ = done.recv();
@@ -200,7 +246,7 @@ impl Crew {
         }
         let mut split: Vec<Vec<RawRecord>> = vec![Vec::new(); self.workers.len()];
         for r in records {
-            if let Some(&w) = self.owners.get(&(r.topic.clone(), r.partition)) {
+            if let Some(&w) = self.owners.of.get(&(r.topic.clone(), r.partition)) {
                 split[w].push(r);
             }
         }
@@ -209,36 +255,6 @@ impl Crew {
                 self.send(w, SourceEvent::Records(records));
             }
         }
-    }
-
-    /// New partitions, each to the worker with the fewest; grouped by worker.
-    fn assign(&mut self, parts: Vec<PartitionId>) -> BTreeMap<usize, Vec<PartitionId>> {
-        let mut load = vec![0usize; self.workers.len()];
-        for &w in self.owners.values() {
-            load[w] += 1;
-        }
-        let mut out: BTreeMap<usize, Vec<PartitionId>> = BTreeMap::new();
-        for key in parts {
-            let w = match self.owners.get(&key) {
-                Some(&w) => w,
-                None => (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0),
-            };
-            load[w] += 1;
-            self.owners.insert(key.clone(), w);
-            out.entry(w).or_default().push(key);
-        }
-        out
-    }
-
-    /// Revoked partitions grouped by the worker that owned them, forgotten here.
-    fn by_owner(&mut self, parts: Vec<PartitionId>) -> BTreeMap<usize, Vec<PartitionId>> {
-        let mut out: BTreeMap<usize, Vec<PartitionId>> = BTreeMap::new();
-        for key in parts {
-            if let Some(w) = self.owners.remove(&key) {
-                out.entry(w).or_default().push(key);
-            }
-        }
-        out
     }
 
     fn broadcast(&mut self, ev: impl Fn() -> SourceEvent) {
@@ -259,11 +275,11 @@ impl Crew {
     }
 
     fn ownership_changed(&self) {
-        let n = self.owners.len();
+        let n = self.owners.of.len();
         self.metrics.assigned_partitions.set(n as i64);
         self.metrics.health.set_assigned(n);
         self.metrics
-            .set_owned(self.owners.keys().map(|(t, p)| (t.to_string(), *p)));
+            .set_owned(self.owners.of.keys().map(|(t, p)| (t.to_string(), *p)));
     }
 
     /// The figures of the progress line, from the gauges every worker adds to.
@@ -341,4 +357,45 @@ fn merge(into: Option<RunSummary>, s: RunSummary) -> RunSummary {
     }
     into.budget_evicted_keys += s.budget_evicted_keys;
     into
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(ps: &[i32]) -> Vec<PartitionId> {
+        ps.iter().map(|p| ("t".into(), *p)).collect()
+    }
+
+    #[test]
+    fn partitions_go_to_the_least_loaded_worker_and_stay_there() {
+        let mut o = Owners::default();
+        let first = o.assign(parts(&[0, 1, 2, 3, 4]), 2);
+        assert_eq!(first[&0], parts(&[0, 2, 4]));
+        assert_eq!(first[&1], parts(&[1, 3]));
+        // A rebalance takes two from worker 0 and gives two new ones: they fill worker 0 up.
+        let revoked = o.revoke(parts(&[0, 2, 9]));
+        assert_eq!(revoked.len(), 1, "an unknown partition is nobody's");
+        assert_eq!(revoked[&0], parts(&[0, 2]));
+        let second = o.assign(parts(&[5, 6, 1]), 2);
+        assert_eq!(second[&0], parts(&[5, 6]));
+        assert_eq!(
+            second[&1],
+            parts(&[1]),
+            "an owned partition stays with its worker"
+        );
+        let mut load = [0; 2];
+        for w in o.of.values() {
+            load[*w] += 1;
+        }
+        assert_eq!(load, [3, 2]);
+    }
+
+    #[test]
+    fn one_worker_owns_everything() {
+        let mut o = Owners::default();
+        let all = o.assign(parts(&[3, 1, 2]), 1);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[&0], parts(&[3, 1, 2]));
+    }
 }
