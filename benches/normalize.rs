@@ -154,7 +154,7 @@ fn decode_bench(n: u64) {
 fn main() {
     let keys = arg("--keys", 10_000) as usize;
     let z = Method::Zscore { ddof: 0, eps: 0.0 };
-    let cases: [(&str, Window, Method, usize, f64); 5] = [
+    let cases: [(&str, Window, Method, usize, f64); 7] = [
         ("expanding zscore", Window::Expanding, z, 120, 20e6),
         (
             "sliding_time(60s) zscore",
@@ -187,6 +187,27 @@ fn main() {
                 q_hi: 0.75,
             },
             360,
+            0.0,
+        ),
+        (
+            // 1,200 values a window, as a 5-minute window at 4 events/s.
+            "robust sliding_time(20m)",
+            Window::SlidingTime { size_ms: 1_200_000 },
+            Method::Robust {
+                q_lo: 0.25,
+                q_hi: 0.75,
+            },
+            1_400,
+            0.0,
+        ),
+        (
+            "robust sliding_count(20000)",
+            Window::SlidingCount { count: 20_000 },
+            Method::Robust {
+                q_lo: 0.25,
+                q_hi: 0.75,
+            },
+            24_000,
             0.0,
         ),
     ];
