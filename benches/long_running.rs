@@ -12,6 +12,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+
+use common::arg;
+
 use normlake::config::Config;
 use normlake::pipeline::process_offline;
 use normlake::source::RawRecord;
@@ -118,14 +122,6 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let minutes = arg("--minutes", 8);
     let workers = arg("--workers", 1);
     let n = minutes * 60 * RATE;

@@ -219,6 +219,26 @@ pub fn process_offline(
     result
 }
 
+/// The run's figures from its metrics, with the dead letters by reason and the keys the
+/// budget evicted, which the workers count each for themselves.
+fn run_summary(
+    m: &Metrics,
+    dead_letters: BTreeMap<String, u64>,
+    budget_evicted_keys: u64,
+) -> RunSummary {
+    RunSummary {
+        consumed: m.consumed.get(),
+        rows_written: m.rows_written.get(),
+        dead_letters,
+        files: m.files.get(),
+        bytes: m.bytes.get(),
+        write_failures: m.write_failures.get(),
+        evicted_keys: m.evicted_keys.get(),
+        budget_evicted_keys,
+        latency: m.percentiles(LatencySource::Received),
+    }
+}
+
 /// Decode, normalize and write, on one thread.
 pub struct Processor {
     decoder: Decoder,
@@ -610,22 +630,9 @@ impl Processor {
             })
     }
 
+    /// This worker's summary: the run's figures so far, its own dead letters and evictions.
     fn summary(&self) -> RunSummary {
-        let m = &self.metrics;
-        RunSummary {
-            consumed: m.consumed.get(),
-            rows_written: m.rows_written.get(),
-            dead_letters: self
-                .dead_by_reason
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-            files: m.files.get(),
-            bytes: m.bytes.get(),
-            write_failures: m.write_failures.get(),
-            evicted_keys: m.evicted_keys.get(),
-            budget_evicted_keys: self.budget_evicted,
-            latency: m.percentiles(LatencySource::Received),
-        }
+        let dead = self.dead_by_reason.iter().map(|(k, v)| (k.to_string(), *v));
+        run_summary(&self.metrics, dead.collect(), self.budget_evicted)
     }
 }

@@ -208,3 +208,32 @@ fn records_in_flight_from_before_a_seek_are_not_a_new_start() {
     p.roll(&key).unwrap();
     assert_eq!(p.metrics.rows_written.get(), 20, "every record, once");
 }
+
+/// Four partitions on two workers, offline: every record is written once, and the summary,
+/// read after both workers are done, says so (it was read when the first one finished).
+#[test]
+fn two_workers_write_every_partition_and_sum_up_after_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), "");
+    cfg.runtime.workers = Some(2);
+    let topic: Arc<str> = "t".into();
+    let chunks: Vec<Vec<RawRecord>> = (0..40)
+        .map(|c| {
+            let (partition, first) = (c % 4, (c / 4) * 25);
+            (first..first + 25)
+                .map(|o| RawRecord {
+                    partition,
+                    ..record(&topic, o as i64, 0)
+                })
+                .collect()
+        })
+        .collect();
+    let parts = (0..4).map(|p| (topic.clone(), p)).collect();
+    let s = process_offline(&cfg, parts, chunks, Metrics::new()).unwrap();
+    assert_eq!((s.consumed, s.rows_written), (1000, 1000));
+    let layout = Layout::new(dir.path().to_str().unwrap(), "t");
+    for p in 0..4 {
+        let (_, rec) = lake_commit::latest(&layout, "t", p).unwrap().unwrap();
+        assert_eq!(rec.next_offset, 250, "partition {p}");
+    }
+}

@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::markers::Markers;
-use super::{PipelineError, Processor, TICK, registration, schemas};
+use super::{PipelineError, Processor, TICK, registration, run_summary, schemas};
 use crate::config::Config;
 use crate::decode::Reject;
 use crate::metastore::Registrar;
@@ -298,9 +298,10 @@ impl Crew {
     }
 
     /// Close the workers' channels, wait for them, give the metastore its last chance, and
-    /// merge their summaries (the first failure wins).
+    /// sum up: the run's figures are read once every worker is done (the first failure wins).
     fn join(self) -> Result<RunSummary, PipelineError> {
-        let mut merged: Option<RunSummary> = None;
+        let mut dead_letters: BTreeMap<String, u64> = BTreeMap::new();
+        let mut budget_evicted = 0;
         let mut failure = None;
         for w in self.workers {
             drop(w.events);
@@ -309,7 +310,12 @@ impl Crew {
                 .join()
                 .unwrap_or_else(|_| Err(PipelineError::Processor("a worker panicked".into())));
             match result {
-                Ok(s) => merged = Some(merge(merged, s)),
+                Ok(s) => {
+                    for (reason, n) in s.dead_letters {
+                        *dead_letters.entry(reason).or_default() += n;
+                    }
+                    budget_evicted += s.budget_evicted_keys;
+                }
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -318,10 +324,9 @@ impl Crew {
         if let Some(r) = self.registrar.and_then(Arc::into_inner) {
             r.finish(registration::FINISH_WITHIN);
         }
-        match (failure, merged) {
-            (Some(e), _) => Err(e),
-            (None, Some(s)) => Ok(s),
-            (None, None) => Err(PipelineError::Processor("no worker ran".into())),
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(run_summary(&self.metrics, dead_letters, budget_evicted)),
         }
     }
 }
@@ -346,17 +351,6 @@ pub(super) fn shared(cfg: &Config, metrics: &Metrics) -> Result<Shared, Pipeline
         registry: schemas::registry(cfg, metrics)?.map(|r| Arc::new(Mutex::new(r))),
         markers,
     })
-}
-
-/// The metrics-derived figures are the run's already; the dead letters and the budget's
-/// evictions are each worker's own.
-fn merge(into: Option<RunSummary>, s: RunSummary) -> RunSummary {
-    let Some(mut into) = into else { return s };
-    for (reason, n) in s.dead_letters {
-        *into.dead_letters.entry(reason).or_default() += n;
-    }
-    into.budget_evicted_keys += s.budget_evicted_keys;
-    into
 }
 
 #[cfg(test)]
