@@ -6,11 +6,11 @@
 //!        └────── ToSource (group commits, seeks) ◀──────┘
 //! ```
 //! The runtime only waits for the shutdown signal; the source, the router and each worker run
-//! on their own threads (`workers`). Each worker's processor owns one `PartitionProgress` per assigned input partition:
-//! the normalization state, the next offset to read and the commit sequence. A *roll* seals
-//! the partition's files and commits them with a checkpoint of that state through
-//! `lake::commit` (see there for the protocol), and only then asks the source to commit the
-//! group offset. On assignment a partition is recovered from the lake; on revoke its
+//! on their own threads (`workers`). Each worker's processor owns one `PartitionProgress` per
+//! assigned input partition: the normalization state, the next offset to read and the commit
+//! sequence. A *roll* seals the partition's files and commits them with a checkpoint of that
+//! state through `lake::commit` (see there for the protocol), and only then asks the source to
+//! commit the group offset. On assignment a partition is recovered from the lake; on revoke its
 //! in-flight work is abandoned; after a failed roll it is recovered from the lake again after
 //! a back-off, and reading resumes from the lake's position.
 

@@ -245,8 +245,19 @@ impl Crew {
             return;
         }
         let mut split: Vec<Vec<RawRecord>> = vec![Vec::new(); self.workers.len()];
+        // Records come in runs of one partition: look the owner up once a run.
+        let mut run: Option<(PartitionId, Option<usize>)> = None;
         for r in records {
-            if let Some(&w) = self.owners.of.get(&(r.topic.clone(), r.partition)) {
+            let owner = match &run {
+                Some(((topic, p), w)) if *p == r.partition && *topic == r.topic => *w,
+                _ => {
+                    let key = (r.topic.clone(), r.partition);
+                    let w = self.owners.of.get(&key).copied();
+                    run = Some((key, w));
+                    w
+                }
+            };
+            if let Some(w) = owner {
                 split[w].push(r);
             }
         }
