@@ -6,6 +6,8 @@
 //! knows nothing of Kafka or files: an event carries an opaque payload `P` that comes back
 //! out with the result (the wiring puts Kafka coordinates and pass-through fields there).
 
+mod delta;
+mod journal;
 pub mod reorder;
 pub mod spec;
 pub mod stats;
@@ -16,6 +18,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use delta::PartitionDelta;
+use journal::Journal;
 use reorder::Reorder;
 pub use spec::{Degenerate, LatePolicy, LayerSpec, Method, NormSpec, Plan, Slot, TimeMode, Window};
 use window::{Accumulator, CenterScale, DecayMemo};
@@ -253,6 +257,7 @@ impl Engine {
 
     fn new_key(&self) -> KeyState {
         KeyState {
+            journal: Journal::default(),
             accs: self
                 .accs
                 .iter()
@@ -270,6 +275,16 @@ impl Engine {
 struct KeyState {
     accs: Vec<Accumulator>,
     newest_ts: i64,
+    /// What changed since the last checkpoint (not part of one).
+    #[serde(skip)]
+    journal: Journal,
+}
+
+/// What writing a key's accumulators whole costs, about.
+fn accs_bytes(accs: &[Accumulator]) -> usize {
+    accs.iter()
+        .map(|a| std::mem::size_of::<Accumulator>() + a.footprint().0)
+        .sum()
 }
 
 /// All normalization state of one input partition: watermark, buffered events, keys.
@@ -281,6 +296,17 @@ pub struct PartitionState<P> {
     keys: HashMap<Box<str>, KeyState, foldhash::fast::RandomState>,
     processed: u64,
     pub counters: EngineCounters,
+    /// The checkpoint epoch: key journals of this epoch hold what changed since the last
+    /// checkpoint (see `journal`).
+    #[serde(skip, default = "first_epoch")]
+    epoch: u64,
+    /// Keys dropped since the last checkpoint (idle or over the budget).
+    #[serde(skip)]
+    removed: Vec<Box<str>>,
+}
+
+fn first_epoch() -> u64 {
+    1
 }
 
 impl<P> Default for PartitionState<P> {
@@ -291,6 +317,8 @@ impl<P> Default for PartitionState<P> {
             keys: HashMap::default(),
             processed: 0,
             counters: EngineCounters::default(),
+            epoch: first_epoch(),
+            removed: Vec::new(),
         }
     }
 }
@@ -362,58 +390,20 @@ impl<P> PartitionState<P> {
     }
 
     fn process(&mut self, engine: &Engine, ev: Event<P>, late: bool, out: &mut Emitted<P>) {
-        let plan = &engine.plan;
-        let t = ev.ts_ms;
+        let epoch = self.epoch;
         let key = match self.keys.get_mut(&*ev.key) {
             Some(k) => k,
-            None => self
-                .keys
-                .entry(ev.key.clone())
-                .or_insert_with(|| engine.new_key()),
+            None => self.keys.entry(ev.key.clone()).or_insert_with(|| KeyState {
+                journal: Journal::created(epoch),
+                ..engine.new_key()
+            }),
         };
         if !late {
-            key.newest_ts = key.newest_ts.max(t);
+            let (accs, n) = (&key.accs, engine.plan.features.len());
+            key.journal
+                .record(epoch, ev.ts_ms, &ev.features, n, || accs_bytes(accs));
         }
-        let newest = key.newest_ts.max(t);
-        let max_disorder = match plan.time_mode {
-            TimeMode::ProcessingTime => plan.max_disorder_ms,
-            TimeMode::EventTime => 0,
-        };
-        let mut memo = DecayMemo::default();
-        let warm = key.accs.iter().fold(0u64, |a, acc| a ^ acc.warm());
-        std::hint::black_box(warm);
-        let layer = plan.layer.as_ref().map(|l| layer_stats(l, &ev.features));
-        for (slot, acc_ix) in engine.slots.iter().zip(&engine.acc_of_slot) {
-            let fv = ev
-                .features
-                .get(slot.feature)
-                .copied()
-                .unwrap_or(FeatureValue::Missing);
-            let spec_acc = slot
-                .norm
-                .zip(*acc_ix)
-                .and_then(|(ni, ai)| Some((plan.norms.get(ni)?, ai)));
-            let r = match (spec_acc, &layer) {
-                (Some((spec, ai)), _) if ai < key.accs.len() => {
-                    let acc = &mut key.accs[ai];
-                    let cs = if late {
-                        acc.peek(&spec.method)
-                    } else {
-                        acc.observe(spec, t, fv.valid(), newest, max_disorder, &mut memo)
-                    };
-                    let clip = match spec.method {
-                        Method::Minmax { a, b, clip: true } => Some((a, b)),
-                        _ => None,
-                    };
-                    finish_slot(fv, cs, spec.min_count, clip, spec.degenerate, late)
-                }
-                (None, Some((l, cs))) if slot.norm.is_none() => {
-                    finish_slot(fv, *cs, l.min_count, None, Degenerate::Unit, late)
-                }
-                _ => SlotResult::null(0, Status::Missing),
-            };
-            out.results.push(r);
-        }
+        learn(engine, key, ev.ts_ms, &ev.features, late, &mut out.results);
         out.events.push(ev);
         self.processed += 1;
         if self.processed.is_multiple_of(SWEEP_EVERY) {
@@ -431,7 +421,14 @@ impl<P> PartitionState<P> {
             .saturating_sub(ttl)
             .saturating_sub(engine.plan.out_of_orderness_ms);
         let before = self.keys.len();
-        self.keys.retain(|_, k| k.newest_ts > horizon);
+        let removed = &mut self.removed;
+        self.keys.retain(|name, k| {
+            let keep = k.newest_ts > horizon;
+            if !keep {
+                removed.push(name.clone());
+            }
+            keep
+        });
         self.counters.evicted_keys += (before - self.keys.len()) as u64;
     }
 
@@ -509,6 +506,7 @@ impl<P> PartitionState<P> {
                 break;
             }
             self.keys.remove(&key);
+            self.removed.push(key);
             total -= bytes;
             dropped += 1;
         }
@@ -529,6 +527,61 @@ impl<P> PartitionState<P> {
     }
 }
 
+/// One event of a key at time `t`: update the key's statistics (unless the event is late)
+/// and push each slot's result. Recovery replays a checkpoint delta's events through this too.
+fn learn(
+    engine: &Engine,
+    key: &mut KeyState,
+    t: i64,
+    features: &[FeatureValue],
+    late: bool,
+    results: &mut Vec<SlotResult>,
+) {
+    let plan = &engine.plan;
+    if !late {
+        key.newest_ts = key.newest_ts.max(t);
+    }
+    let newest = key.newest_ts.max(t);
+    let max_disorder = match plan.time_mode {
+        TimeMode::ProcessingTime => plan.max_disorder_ms,
+        TimeMode::EventTime => 0,
+    };
+    let mut memo = DecayMemo::default();
+    let warm = key.accs.iter().fold(0u64, |a, acc| a ^ acc.warm());
+    std::hint::black_box(warm);
+    let layer = plan.layer.as_ref().map(|l| layer_stats(l, features));
+    for (slot, acc_ix) in engine.slots.iter().zip(&engine.acc_of_slot) {
+        let fv = features
+            .get(slot.feature)
+            .copied()
+            .unwrap_or(FeatureValue::Missing);
+        let spec_acc = slot
+            .norm
+            .zip(*acc_ix)
+            .and_then(|(ni, ai)| Some((plan.norms.get(ni)?, ai)));
+        let r = match (spec_acc, &layer) {
+            (Some((spec, ai)), _) if ai < key.accs.len() => {
+                let acc = &mut key.accs[ai];
+                let cs = if late {
+                    acc.peek(&spec.method)
+                } else {
+                    acc.observe(spec, t, fv.valid(), newest, max_disorder, &mut memo)
+                };
+                let clip = match spec.method {
+                    Method::Minmax { a, b, clip: true } => Some((a, b)),
+                    _ => None,
+                };
+                finish_slot(fv, cs, spec.min_count, clip, spec.degenerate, late)
+            }
+            (None, Some((l, cs))) if slot.norm.is_none() => {
+                finish_slot(fv, *cs, l.min_count, None, Degenerate::Unit, late)
+            }
+            _ => SlotResult::null(0, Status::Missing),
+        };
+        results.push(r);
+    }
+}
+
 /// Memory of one key's entry: the map slot (with its control byte and the spare capacity of a
 /// map at 7/8 load), the key text, the accumulators and their heap.
 fn key_bytes(key: &str, s: &KeyState) -> usize {
@@ -536,6 +589,7 @@ fn key_bytes(key: &str, s: &KeyState) -> usize {
     slot + key.len()
         + s.accs.capacity() * std::mem::size_of::<Accumulator>()
         + s.accs.iter().map(|a| a.footprint().0).sum::<usize>()
+        + s.journal.heap_bytes()
 }
 
 fn layer_stats<'a>(l: &'a LayerSpec, features: &[FeatureValue]) -> (&'a LayerSpec, CenterScale) {

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 mod codec;
 mod ew;
 
+pub(super) use codec::{Blob, put_varint, take_f64, take_varint};
+
 use ew::ew_cs;
 pub use ew::{DecayMemo, Ewm, EwmTime};
 

@@ -27,13 +27,7 @@ impl Serialize for TimeDeltas<'_> {
             buf.reserve(self.0.len() * 11);
             let mut prev = 0i64;
             for it in self.0 {
-                let d = it.ts.wrapping_sub(prev);
-                let mut z = ((d << 1) ^ (d >> 63)) as u64;
-                while z >= 0x80 {
-                    buf.push((z as u8) | 0x80);
-                    z >>= 7;
-                }
-                buf.push(z as u8);
+                put_varint(buf, it.ts.wrapping_sub(prev));
                 buf.extend_from_slice(&it.x.to_le_bytes());
                 prev = it.ts;
             }
@@ -47,37 +41,55 @@ fn decode_deltas(bytes: &[u8]) -> Result<VecDeque<Item>, String> {
     let mut items = Vec::with_capacity(bytes.len() / 9);
     let (mut at, mut prev) = (0usize, 0i64);
     while at < bytes.len() {
-        let mut z = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = *bytes.get(at).ok_or("a window's values end inside a time")?;
-            at += 1;
-            if shift > 63 {
-                return Err("a window's time difference is too long".into());
-            }
-            z |= u64::from(b & 0x7f) << shift;
-            shift += 7;
-            if b < 0x80 {
-                break;
-            }
-        }
-        let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-        let x: [u8; 8] = bytes
-            .get(at..at + 8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or("a window's values end inside a value")?;
-        at += 8;
-        prev = prev.wrapping_add(d);
+        prev = prev.wrapping_add(take_varint(bytes, &mut at)?);
         items.push(Item {
             ts: prev,
-            x: f64::from_le_bytes(x),
+            x: take_f64(bytes, &mut at)?,
         });
     }
     Ok(items.into())
 }
 
+/// Append `d` zigzag LEB128: a byte for differences within ±63, two within ±8191.
+pub(in crate::normalize) fn put_varint(buf: &mut Vec<u8>, d: i64) {
+    let mut z = ((d << 1) ^ (d >> 63)) as u64;
+    while z >= 0x80 {
+        buf.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    buf.push(z as u8);
+}
+
+/// Read what [`put_varint`] wrote at `at`, moving `at` past it.
+pub(in crate::normalize) fn take_varint(bytes: &[u8], at: &mut usize) -> Result<i64, String> {
+    let mut z = 0u64;
+    let mut shift = 0;
+    loop {
+        let b = *bytes.get(*at).ok_or("the values end inside a time")?;
+        *at += 1;
+        if shift > 63 {
+            return Err("a time difference is too long".into());
+        }
+        z |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b < 0x80 {
+            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+}
+
+/// Read 8 little-endian bytes of a float at `at`, moving `at` past them.
+pub(in crate::normalize) fn take_f64(bytes: &[u8], at: &mut usize) -> Result<f64, String> {
+    let x: [u8; 8] = bytes
+        .get(*at..*at + 8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("the values end inside a value")?;
+    *at += 8;
+    Ok(f64::from_le_bytes(x))
+}
+
 /// Owned bytes from any serde format (postcard reads them in one piece).
-struct Blob(Vec<u8>);
+pub(in crate::normalize) struct Blob(pub Vec<u8>);
 
 impl<'de> Deserialize<'de> for Blob {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
