@@ -159,8 +159,9 @@ fn main() {
         ckpt_rate / input_rate
     );
     println!(
-        "  commits: {}, rows: {}",
+        "  commits: {} ({} with a whole checkpoint, the others a delta), rows: {}",
         metrics.commits.get(),
+        metrics.whole_checkpoints.get(),
         s.rows_written
     );
     if let Some(rss) = peak_rss_bytes() {

@@ -98,9 +98,12 @@ fn the_commit_protocol_over_s3_publishes_rolls_forward_and_drops_uncommitted_wor
         watermark_ms: Some(7),
         ..commit::CommitRecord::new("s", 0, 1, 10)
     };
-    let rec = commit::commit(&layout, draft, &mut |w: &mut dyn std::io::Write| {
-        w.write_all(b"state-1")
-    })
+    let rec = commit::commit(
+        &layout,
+        draft,
+        commit::StateWrite::Whole { previous: None },
+        &mut |w: &mut dyn std::io::Write| w.write_all(b"state-1"),
+    )
     .expect("commit");
     assert_eq!(
         store.get(&first.dest).expect("get"),

@@ -3,15 +3,19 @@
 //! ```text
 //! <table>/_normlake/log/<stream>-<partition>/<seq>.json     commit records (the truth)
 //! <table>/_normlake/state/<stream>-<partition>/<seq>.ckpt   normalization state checkpoints
+//! <table>/_normlake/state/<stream>-<partition>/<seq>.delta  what changed since the one before
 //! ```
+//! A commit's state is a chain: a whole checkpoint and the deltas committed on it since,
+//! oldest first. The caller decides when a commit starts a new chain.
 //! One roll of one input partition commits like this:
 //! 1. Its data and dead-letter files are complete and synced under hidden temporary names.
-//! 2. The state checkpoint is written (temporary name, sync, rename).
+//! 2. The state checkpoint, whole or a delta, is written (temporary name, sync, rename).
 //! 3. The commit record is written the same way. **This is the commit point.** It lists
 //!    every (temporary → final) file name, the checkpoint, and the next offset to read.
 //! 4. The files are renamed to their final names (roll-forward: a crash here is finished by
 //!    recovery, which repeats the renames whose temporary file still exists).
-//! 5. Records and checkpoints older than the previous commit are deleted.
+//! 5. Records older than the previous commit, and checkpoints older than its chain, are
+//!    deleted.
 //!
 //! Recovery of a partition: read its newest commit record, finish its renames, delete any other
 //! temporary file of the partition (work that never committed), load the checkpoint, and
@@ -40,8 +44,12 @@ pub struct CommitRecord {
     /// the checkpoint's event-time buffer.
     pub next_offset: i64,
     pub files: Vec<FileMove>,
-    /// The checkpoint's key, relative to the root.
+    /// The key of the chain's whole checkpoint, relative to the root.
     pub checkpoint: String,
+    /// The keys of the deltas on it, oldest first: the state is the whole checkpoint with
+    /// each applied in turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_deltas: Vec<String>,
     pub rows: u64,
     pub dead_letters: u64,
     pub committed_at_ms: i64,
@@ -70,6 +78,7 @@ impl CommitRecord {
             next_offset,
             files: Vec::new(),
             checkpoint: String::new(),
+            checkpoint_deltas: Vec::new(),
             rows: 0,
             dead_letters: 0,
             committed_at_ms: 0,
@@ -197,17 +206,63 @@ pub fn watermark_of(records: &[CommitRecord]) -> Option<i64> {
         .try_fold(i64::MAX, |low, w| w.map(|w| low.min(w)))
 }
 
+/// A partition's committed state: a whole checkpoint and the deltas on it, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChain {
+    pub whole: String,
+    pub deltas: Vec<String>,
+}
+
+impl StateChain {
+    pub fn of(rec: &CommitRecord) -> StateChain {
+        StateChain {
+            whole: rec.checkpoint.clone(),
+            deltas: rec.checkpoint_deltas.clone(),
+        }
+    }
+
+    /// The commit sequence of its whole checkpoint (from the key's name).
+    fn first_seq(&self) -> Option<u64> {
+        base_name(&self.whole).split('.').next()?.parse().ok()
+    }
+}
+
+/// How a commit stores the partition's state.
+#[derive(Debug, Clone, Copy)]
+pub enum StateWrite<'a> {
+    /// A whole checkpoint, starting a chain; the chain of the commit before, if any, is kept
+    /// as long as that commit is.
+    Whole { previous: Option<&'a StateChain> },
+    /// A delta on the chain of the commit before.
+    Delta { on: &'a StateChain },
+}
+
 /// Commit one roll: checkpoint, record (the commit point), publishing, clean-up. The
-/// checkpoint's key is set in the record that is written and returned.
+/// checkpoint's keys are set in the record that is written and returned.
 pub fn commit(
     layout: &Layout,
     mut rec: CommitRecord,
+    state: StateWrite<'_>,
     checkpoint: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> Result<CommitRecord, CommitError> {
     let (stream, partition, seq) = (rec.stream.clone(), rec.partition, rec.seq);
     let store = layout.store();
-    rec.checkpoint = format!("{}/{seq:020}.ckpt", layout.state_key(&stream, partition));
-    store.put_streamed(&rec.checkpoint, checkpoint)?;
+    let dir = layout.state_key(&stream, partition);
+    let (key, previous) = match state {
+        StateWrite::Whole { previous } => {
+            rec.checkpoint = format!("{dir}/{seq:020}.ckpt");
+            rec.checkpoint_deltas = Vec::new();
+            (rec.checkpoint.clone(), previous)
+        }
+        StateWrite::Delta { on } => {
+            let key = format!("{dir}/{seq:020}.delta");
+            rec.checkpoint = on.whole.clone();
+            rec.checkpoint_deltas = on.deltas.clone();
+            rec.checkpoint_deltas.push(key.clone());
+            (key, Some(on))
+        }
+    };
+    store.put_streamed(&key, checkpoint)?;
     let key = format!(
         "{}/{}",
         layout.log_key(&stream, partition),
@@ -219,7 +274,8 @@ pub fn commit(
     })?;
     store.put(&key, body)?;
     finish_publishing(layout, &key, &rec)?;
-    forget_older(layout, &stream, partition, seq);
+    let keep_state = previous.and_then(StateChain::first_seq);
+    forget_older(layout, &stream, partition, seq, keep_state);
     Ok(rec)
 }
 
@@ -239,13 +295,17 @@ fn finish_publishing(layout: &Layout, record: &str, rec: &CommitRecord) -> Resul
     Ok(())
 }
 
-/// Delete records and checkpoints older than the one before `seq` (kept for inspection).
-fn forget_older(layout: &Layout, stream: &str, partition: i32, seq: u64) {
-    let keep_from = seq.saturating_sub(1);
+/// Delete records older than the one before `seq` (kept for inspection), and checkpoints
+/// older than that one's chain (which starts at `chain_from`).
+fn forget_older(layout: &Layout, stream: &str, partition: i32, seq: u64, chain_from: Option<u64>) {
+    let previous = seq.saturating_sub(1);
     let store = layout.store();
-    for dir in [
-        layout.log_key(stream, partition),
-        layout.state_key(stream, partition),
+    for (dir, keep_from) in [
+        (layout.log_key(stream, partition), previous),
+        (
+            layout.state_key(stream, partition),
+            chain_from.map_or(previous, |c| c.min(previous)),
+        ),
     ] {
         let Ok(keys) = store.list(&dir) else { continue };
         for key in keys {
@@ -265,7 +325,10 @@ fn forget_older(layout: &Layout, stream: &str, partition: i32, seq: u64) {
 #[derive(Debug)]
 pub struct Recovered {
     pub record: CommitRecord,
+    /// The chain's whole checkpoint.
     pub checkpoint: Vec<u8>,
+    /// Its deltas, oldest first.
+    pub deltas: Vec<Vec<u8>>,
 }
 
 /// Recover one partition: finish the newest commit, delete uncommitted temporary files of the
@@ -315,13 +378,25 @@ pub fn recover_with(
     let Some((key, record)) = found else {
         return Ok(None);
     };
-    let Some(checkpoint) = layout.store().get(&record.checkpoint)? else {
-        return Err(CommitError::MissingCheckpoint {
-            record: key,
-            checkpoint: record.checkpoint,
-        });
+    let read = |checkpoint: &String| match layout.store().get(checkpoint) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(CommitError::MissingCheckpoint {
+            record: key.clone(),
+            checkpoint: checkpoint.clone(),
+        }),
+        Err(e) => Err(e.into()),
     };
-    Ok(Some(Recovered { record, checkpoint }))
+    let checkpoint = read(&record.checkpoint)?;
+    let deltas = record
+        .checkpoint_deltas
+        .iter()
+        .map(read)
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Recovered {
+        record,
+        checkpoint,
+        deltas,
+    }))
 }
 
 /// Delete every temporary data or dead-letter file of one input partition, in the store (from

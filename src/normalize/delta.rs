@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::journal::{self, Change, Journal};
 use super::reorder::Reorder;
 use super::window::{Accumulator, Blob};
-use super::{Engine, EngineCounters, KeyState, PartitionState, learn};
+use super::{Engine, EngineCounters, KeyState, PartitionState, learn, remap_accs, remap_pending};
 
 type Keys = HashMap<Box<str>, KeyState, foldhash::fast::RandomState>;
 
@@ -178,6 +178,33 @@ impl<P> PartitionState<P> {
         self.pending = d.pending;
         self.processed = d.processed;
         self.counters = d.counters;
+        Ok(())
+    }
+}
+
+impl<P> PartitionDelta<P> {
+    /// Adapt a delta written under another configuration, as `PartitionState::migrate` does
+    /// the state it goes on.
+    pub fn migrate(
+        &mut self,
+        engine: &Engine,
+        acc_from_old: &[Option<usize>],
+        feature_from_old: &[Option<usize>],
+        payload: impl FnMut(&mut P),
+    ) -> Result<(), String> {
+        let fresh = engine.new_key();
+        for k in &mut self.keys {
+            match &mut k.change {
+                ChangeIn::Whole(accs) => {
+                    *accs = remap_accs(std::mem::take(accs), acc_from_old, &fresh.accs);
+                }
+                ChangeIn::Events { log, .. } => {
+                    log.0 = journal::remap(&log.0, self.features as usize, feature_from_old)?;
+                }
+            }
+        }
+        remap_pending(&mut self.pending, feature_from_old, payload);
+        self.features = feature_from_old.len() as u32;
         Ok(())
     }
 }

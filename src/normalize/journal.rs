@@ -88,12 +88,7 @@ impl Journal {
         if self.whole {
             return;
         }
-        put_varint(&mut self.log, t.wrapping_sub(self.prev_ts));
-        self.prev_ts = t;
-        for i in 0..n {
-            let x = features.get(i).and_then(|f| f.valid()).unwrap_or(f64::NAN);
-            self.log.extend_from_slice(&x.to_le_bytes());
-        }
+        put_event(&mut self.log, &mut self.prev_ts, t, n, |i| features.get(i));
         if self.log.len() >= self.check_at {
             if self.log.len() > state_bytes() {
                 self.whole = true;
@@ -107,6 +102,35 @@ impl Journal {
     pub(super) fn heap_bytes(&self) -> usize {
         self.log.capacity()
     }
+}
+
+/// Append an event at `t` after one at `prev` with `n` features, feature `i` being `f(i)`.
+fn put_event<'a>(
+    log: &mut Vec<u8>,
+    prev: &mut i64,
+    t: i64,
+    n: usize,
+    f: impl Fn(usize) -> Option<&'a FeatureValue>,
+) {
+    put_varint(log, t.wrapping_sub(*prev));
+    *prev = t;
+    for i in 0..n {
+        let x = f(i).and_then(|v| v.valid()).unwrap_or(f64::NAN);
+        log.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// A log of events with `n` features, with its features laid out by another configuration:
+/// feature `i` of the result is feature `from_old[i]` of the log, or none.
+pub(super) fn remap(log: &[u8], n: usize, from_old: &[Option<usize>]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(log.len());
+    let mut prev = 0;
+    replay(log, n, |t, old| {
+        put_event(&mut out, &mut prev, t, from_old.len(), |i| {
+            from_old.get(i).copied().flatten().and_then(|o| old.get(o))
+        });
+    })?;
+    Ok(out)
 }
 
 /// Read a log back: `each` gets every event's time and `n` feature values, in order.

@@ -442,31 +442,13 @@ impl<P> PartitionState<P> {
         engine: &Engine,
         acc_from_old: &[Option<usize>],
         feature_from_old: &[Option<usize>],
-        mut payload: impl FnMut(&mut P),
+        payload: impl FnMut(&mut P),
     ) {
         let fresh = engine.new_key();
         for k in self.keys.values_mut() {
-            let mut old = std::mem::take(&mut k.accs);
-            k.accs = acc_from_old
-                .iter()
-                .zip(&fresh.accs)
-                .map(|(from, new)| {
-                    from.and_then(|i| old.get_mut(i).map(|a| std::mem::replace(a, new.clone())))
-                        .unwrap_or_else(|| new.clone())
-                })
-                .collect();
+            k.accs = remap_accs(std::mem::take(&mut k.accs), acc_from_old, &fresh.accs);
         }
-        self.pending.for_each_mut(|e| {
-            let old = std::mem::take(&mut e.features);
-            e.features = feature_from_old
-                .iter()
-                .map(|from| {
-                    from.and_then(|i| old.get(i).copied())
-                        .unwrap_or(FeatureValue::Missing)
-                })
-                .collect();
-            payload(&mut e.payload);
-        });
+        remap_pending(&mut self.pending, feature_from_old, payload);
     }
 
     /// Estimated bytes this state holds in memory: keys with their window state, and buffered
@@ -580,6 +562,42 @@ fn learn(
         };
         results.push(r);
     }
+}
+
+/// A key's accumulators laid out by another configuration, laid out by this one: for each
+/// of `fresh` (this configuration's empty ones), the old one it was, if any.
+fn remap_accs(
+    mut old: Vec<Accumulator>,
+    from_old: &[Option<usize>],
+    fresh: &[Accumulator],
+) -> Vec<Accumulator> {
+    from_old
+        .iter()
+        .zip(fresh)
+        .map(|(from, new)| {
+            from.and_then(|i| old.get_mut(i).map(|a| std::mem::replace(a, new.clone())))
+                .unwrap_or_else(|| new.clone())
+        })
+        .collect()
+}
+
+/// Buffered events' features and payloads laid out by this configuration.
+fn remap_pending<P>(
+    pending: &mut Reorder<P>,
+    feature_from_old: &[Option<usize>],
+    mut payload: impl FnMut(&mut P),
+) {
+    pending.for_each_mut(|e| {
+        let old = std::mem::take(&mut e.features);
+        e.features = feature_from_old
+            .iter()
+            .map(|from| {
+                from.and_then(|i| old.get(i).copied())
+                    .unwrap_or(FeatureValue::Missing)
+            })
+            .collect();
+        payload(&mut e.payload);
+    });
 }
 
 /// Memory of one key's entry: the map slot (with its control byte and the spare capacity of a

@@ -2,11 +2,17 @@
 //! rows and the next offset to read, serialized with postcard under a format version, with
 //! the shape of the configuration that wrote them. A checkpoint of another shape (a feature or
 //! a normalization was added or removed) is migrated by name when it is read.
+//!
+//! Most commits write a delta (what changed since the commit before, `normalize::delta`) on
+//! the partition's chain; a whole checkpoint starts a new chain once the deltas weigh as much
+//! as the whole one they stand on. So the bytes written stay within about twice the bytes
+//! that changed, and recovery reads at most about twice the state.
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::normalize::{Engine, PartitionState};
+use crate::lake::commit::{CommitRecord, StateChain};
+use crate::normalize::{Engine, PartitionDelta, PartitionState};
 use crate::sink::RowMeta;
 
 /// What a checkpoint holds: the state that produced the committed rows and the next offset.
@@ -24,6 +30,67 @@ struct Checkpoint {
     shape: Shape,
     next: i64,
     state: PartitionState<RowMeta>,
+}
+
+/// A delta on the checkpoint before it: the same shape, the next offset, what changed.
+#[derive(Serialize)]
+struct DeltaRef<'a, D> {
+    version: u32,
+    shape: &'a Shape,
+    next: i64,
+    delta: D,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    version: u32,
+    shape: Shape,
+    next: i64,
+    delta: PartitionDelta<RowMeta>,
+}
+
+/// A chain has at most this many deltas: recovery reads one file per delta.
+const MAX_DELTAS: usize = 120;
+
+/// A partition's committed checkpoint chain, and what its parts weigh.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    pub lake: StateChain,
+    whole_bytes: u64,
+    delta_bytes: u64,
+}
+
+impl Chain {
+    /// The chain of a recovered commit, from the sizes of what was read.
+    pub fn recovered(rec: &CommitRecord, whole: usize, deltas: usize) -> Chain {
+        Chain {
+            lake: StateChain::of(rec),
+            whole_bytes: whole as u64,
+            delta_bytes: deltas as u64,
+        }
+    }
+
+    /// Whether the next checkpoint goes on this chain as a delta.
+    pub fn takes_delta(&self) -> bool {
+        self.lake.deltas.len() < MAX_DELTAS && self.delta_bytes < self.whole_bytes
+    }
+
+    /// The chain once `rec` committed a checkpoint of `bytes` after `previous`.
+    pub fn after(rec: &CommitRecord, previous: Option<&Chain>, bytes: u64) -> Chain {
+        let lake = StateChain::of(rec);
+        match previous.filter(|_| !lake.deltas.is_empty()) {
+            Some(p) => Chain {
+                lake,
+                whole_bytes: p.whole_bytes,
+                delta_bytes: p.delta_bytes + bytes,
+            },
+            None => Chain {
+                lake,
+                whole_bytes: bytes,
+                delta_bytes: 0,
+            },
+        }
+    }
 }
 
 /// What the checkpointed state is laid out by: its accumulators, the features and the
@@ -80,6 +147,25 @@ pub(super) fn write(
     .map_err(std::io::Error::other)
 }
 
+/// Serialize what changed in a partition's state since its last checkpoint, as a delta on it.
+pub(super) fn write_delta(
+    shape: &Shape,
+    next: i64,
+    state: &PartitionState<RowMeta>,
+    engine: &Engine,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let delta = DeltaRef {
+        version: CHECKPOINT_VERSION,
+        shape,
+        next,
+        delta: state.delta(engine),
+    };
+    postcard::to_io(&delta, w)
+        .map(|_| ())
+        .map_err(std::io::Error::other)
+}
+
 /// A checkpoint read back for this configuration.
 pub(super) struct Restored {
     pub next: i64,
@@ -88,45 +174,92 @@ pub(super) struct Restored {
     pub migrated: Option<(usize, usize, usize)>,
 }
 
-/// Read a checkpoint, migrating it by name if another configuration wrote it.
-pub(super) fn decode(bytes: &[u8], shape: &Shape, engine: &Engine) -> Result<Restored, String> {
-    let ckpt: Checkpoint = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-    if ckpt.version != CHECKPOINT_VERSION {
+fn check_version(version: u32) -> Result<(), String> {
+    if version != CHECKPOINT_VERSION {
         return Err(format!(
-            "version {} (this build reads {CHECKPOINT_VERSION})",
-            ckpt.version
+            "version {version} (this build reads {CHECKPOINT_VERSION})"
         ));
     }
+    Ok(())
+}
+
+/// Read a chain (a whole checkpoint and its deltas, oldest first), migrating it by name if
+/// another configuration wrote it. Deltas are replayed after the migration, with this
+/// configuration: a normalization kept has exactly the state it had, and one added learns
+/// from the events of the deltas.
+pub(super) fn decode(
+    whole: &[u8],
+    deltas: &[Vec<u8>],
+    shape: &Shape,
+    engine: &Engine,
+) -> Result<Restored, String> {
+    let ckpt: Checkpoint = postcard::from_bytes(whole).map_err(|e| e.to_string())?;
+    check_version(ckpt.version)?;
     let Checkpoint {
         shape: old,
-        next,
+        mut next,
         mut state,
         ..
     } = ckpt;
-    if old == *shape {
-        return Ok(Restored {
-            next,
-            state,
-            migrated: None,
-        });
+    let migration = (old != *shape).then(|| Migration::new(&old, shape));
+    if let Some(m) = &migration {
+        state.migrate(engine, &m.accs, &m.features, |p| m.passthrough(p));
     }
-    let accs = index_map(&old.accs, &shape.accs);
-    let features = index_map(&old.features, &shape.features);
-    let pass = index_map(&old.passthrough, &shape.passthrough);
-    state.migrate(engine, &accs, &features, |m: &mut RowMeta| {
+    for (i, bytes) in deltas.iter().enumerate() {
+        let d: Delta = postcard::from_bytes(bytes).map_err(|e| format!("delta {i}: {e}"))?;
+        check_version(d.version)?;
+        if d.shape != old {
+            return Err(format!("delta {i} has another shape than its chain"));
+        }
+        let mut delta = d.delta;
+        if let Some(m) = &migration {
+            delta.migrate(engine, &m.accs, &m.features, |p| m.passthrough(p))?;
+        }
+        state
+            .apply(engine, delta)
+            .map_err(|e| format!("delta {i}: {e}"))?;
+        next = d.next;
+    }
+    let migrated = migration.map(|m| {
+        let kept = m.accs.iter().filter(|a| a.is_some()).count();
+        (
+            kept,
+            m.accs.len() - kept,
+            old.accs.len().saturating_sub(kept),
+        )
+    });
+    Ok(Restored {
+        next,
+        state,
+        migrated,
+    })
+}
+
+/// Where each of this shape's accumulators, features and pass-through fields was in the old.
+struct Migration {
+    accs: Vec<Option<usize>>,
+    features: Vec<Option<usize>>,
+    pass: Vec<Option<usize>>,
+}
+
+impl Migration {
+    fn new(old: &Shape, new: &Shape) -> Migration {
+        Migration {
+            accs: index_map(&old.accs, &new.accs),
+            features: index_map(&old.features, &new.features),
+            pass: index_map(&old.passthrough, &new.passthrough),
+        }
+    }
+
+    fn passthrough(&self, m: &mut RowMeta) {
         let before = std::mem::take(&mut m.passthrough);
-        m.passthrough = pass
+        m.passthrough = self
+            .pass
             .iter()
             .map(|from| {
                 from.and_then(|i| before.get(i).cloned())
                     .unwrap_or_default()
             })
             .collect();
-    });
-    let kept = accs.iter().filter(|a| a.is_some()).count();
-    Ok(Restored {
-        next,
-        state,
-        migrated: Some((kept, accs.len() - kept, old.accs.len().saturating_sub(kept))),
-    })
+    }
 }

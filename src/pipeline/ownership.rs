@@ -89,8 +89,13 @@ impl Processor {
             op,
             message,
         };
-        let ckpt = checkpoint::decode(&found.checkpoint, &self.shape, &self.engine)
+        let ckpt = checkpoint::decode(&found.checkpoint, &found.deltas, &self.shape, &self.engine)
             .map_err(|m| ckpt_err("read", m))?;
+        // After a migration the deltas would not replay on what follows: a new chain starts.
+        let chain = ckpt.migrated.is_none().then(|| {
+            let deltas = found.deltas.iter().map(Vec::len).sum();
+            checkpoint::Chain::recovered(&found.record, found.checkpoint.len(), deltas)
+        });
         if let Some((kept, new, dropped)) = ckpt.migrated {
             tracing::info!(
                 topic = stream,
@@ -106,6 +111,7 @@ impl Processor {
             partition,
             next_offset = ckpt.next,
             commit = found.record.seq,
+            deltas = found.deltas.len(),
             keys = ckpt.state.key_count(),
             buffered = ckpt.state.pending_len(),
             "recovered from the lake"
@@ -115,6 +121,7 @@ impl Processor {
             ckpt.next,
             found.record.seq,
             found.record.lineage,
+            chain,
         ))
     }
 

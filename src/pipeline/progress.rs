@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::checkpoint::Chain;
 use crate::normalize::PartitionState;
 use crate::sink::RowMeta;
 
@@ -37,6 +38,8 @@ pub struct PartitionProgress {
     pub seq: u64,
     /// Offset of the last lake commit.
     pub committed: Option<i64>,
+    /// The checkpoint chain of the last lake commit (`None`: the next checkpoint is whole).
+    pub chain: Option<Chain>,
     /// Since when there is uncommitted progress.
     pub dirty_since: Option<Instant>,
     /// After a failed roll: when to recover from the lake, and the back-off so far.
@@ -66,6 +69,7 @@ impl PartitionProgress {
             next: None,
             seq: 0,
             committed: None,
+            chain: None,
             dirty_since: None,
             failed: None,
             seeking: None,
@@ -77,13 +81,21 @@ impl PartitionProgress {
         }
     }
 
-    /// A partition recovered from its commit `seq` at `next`, with its checkpointed state.
-    pub fn recovered(norm: PartitionState<RowMeta>, next: i64, seq: u64, lineage: u32) -> Self {
+    /// A partition recovered from its commit `seq` at `next`, with its checkpointed state
+    /// (and that state's chain, unless the next checkpoint must be whole).
+    pub fn recovered(
+        norm: PartitionState<RowMeta>,
+        next: i64,
+        seq: u64,
+        lineage: u32,
+        chain: Option<Chain>,
+    ) -> Self {
         PartitionProgress {
             norm,
             next: Some(next),
             seq,
             committed: Some(next),
+            chain,
             lineage,
             ..PartitionProgress::fresh()
         }
@@ -270,7 +282,7 @@ mod tests {
     }
 
     fn at(next: i64) -> PartitionProgress {
-        PartitionProgress::recovered(PartitionState::default(), next, 3, 0)
+        PartitionProgress::recovered(PartitionState::default(), next, 3, 0, None)
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use super::{PartitionId, PipelineError, Processor, checkpoint};
-use crate::lake::commit::{self as lake_commit, CommitRecord, FileMove};
+use crate::lake::commit::{self as lake_commit, CommitRecord, FileMove, StateWrite};
 use crate::source::CommitRequest;
 use crate::telemetry::unix_ms;
 
@@ -93,14 +93,35 @@ impl Processor {
             idle: part.is_idle(),
             ..CommitRecord::new(&key.0, key.1, seq, next)
         };
+        let chain = part.chain.as_ref();
+        let delta = chain.filter(|c| c.takes_delta());
+        let state = match delta {
+            Some(c) => StateWrite::Delta { on: &c.lake },
+            None => StateWrite::Whole {
+                previous: chain.map(|c| &c.lake),
+            },
+        };
         let mut written = 0;
-        lake_commit::commit(&self.layout, record, &mut |w| {
+        let committed = lake_commit::commit(&self.layout, record, state, &mut |w| {
             let mut counted = Counted { inner: w, bytes: 0 };
-            let done = checkpoint::write(&self.shape, next, &part.norm, &mut counted);
+            let done = match delta {
+                Some(_) => checkpoint::write_delta(
+                    &self.shape,
+                    next,
+                    &part.norm,
+                    &self.engine,
+                    &mut counted,
+                ),
+                None => checkpoint::write(&self.shape, next, &part.norm, &mut counted),
+            };
             written = counted.bytes;
             done
         })?;
+        let chain = checkpoint::Chain::after(&committed, chain, written);
         self.metrics.checkpoint_bytes.inc_by(written);
+        if delta.is_none() {
+            self.metrics.whole_checkpoints.inc();
+        }
         let dirs = super::registration::partition_dirs(&self.layout, &sealed.files);
         self.published(&dirs);
         if let Some(r) = &self.registrar {
@@ -114,6 +135,8 @@ impl Processor {
         }
         if let Some(part) = self.parts.get_mut(key) {
             part.committed(seq, next);
+            part.chain = Some(chain);
+            part.norm.checkpointed();
         }
         let committed_ms = unix_ms();
         if let Some(times) = self.received.remove(key) {

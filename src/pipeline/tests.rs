@@ -237,3 +237,56 @@ fn two_workers_write_every_partition_and_sum_up_after_both() {
         assert_eq!(rec.next_offset, 250, "partition {p}");
     }
 }
+
+#[test]
+fn rolls_write_deltas_on_a_chain_that_recovery_reads_back_under_either_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path(), "");
+    let metrics = Metrics::new();
+    let (commit_tx, _commit_rx) = std::sync::mpsc::channel();
+    let (_seeked_tx, seeked_rx) = std::sync::mpsc::channel();
+    let shared = super::workers::shared(&cfg, &metrics).unwrap();
+    let mut p = Processor::new(&cfg, &shared, (0, 1), commit_tx, seeked_rx).unwrap();
+    let topic: Arc<str> = "t".into();
+    let key: PartitionId = (topic.clone(), 0);
+    p.assigned(std::slice::from_ref(&key), &HashMap::new())
+        .1
+        .unwrap();
+    for chunk in 0..6 {
+        let records = (chunk * 10..chunk * 10 + 10).map(|o| record(&topic, o, 0));
+        p.records(records.collect(), Instant::now()).unwrap();
+        p.roll(&key).unwrap();
+    }
+    let layout = Layout::new(dir.path().to_str().unwrap(), "t");
+    let (_, rec) = lake_commit::latest(&layout, "t", 0).unwrap().unwrap();
+    assert!(!rec.checkpoint_deltas.is_empty(), "{rec:?}");
+    let whole = metrics.whole_checkpoints.get();
+    assert!(whole >= 1 && whole < metrics.commits.get());
+    let live_keys = p.parts[&key].norm.key_count();
+
+    // The same configuration: the chain goes on from where it was.
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let (_stx, srx) = std::sync::mpsc::channel();
+    let mut again = Processor::new(&cfg, &shared, (0, 1), tx, srx).unwrap();
+    let got = again.recover(&key).unwrap();
+    assert_eq!((got.next, got.norm.key_count()), (Some(60), live_keys));
+    let chain = got.chain.expect("a chain to go on");
+    assert_eq!(chain.lake.deltas, rec.checkpoint_deltas);
+
+    // A feature and a normalization added: migrated, deltas replayed, and a new chain next.
+    let changed = Config::from_toml(
+        &format!(
+            "[kafka]\nbrokers = \"unused:9092\"\ntopics = [\"t\"]\n[input]\nkey_field = \"sensor_id\"\nfeatures = [\"temp\", \"hum\"]\n[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"expanding\"\n[[normalize]]\nname = \"r\"\nmethod = \"robust\"\nwindow = \"sliding_time\"\nsize = \"1m\"\n[lake]\nroot = \"{}\"\ntable = \"t\"\n",
+            dir.path().display()
+        ),
+        Vec::new(),
+    )
+    .unwrap();
+    let shared = super::workers::shared(&changed, &Metrics::new()).unwrap();
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let (_stx, srx) = std::sync::mpsc::channel();
+    let mut migrated = Processor::new(&changed, &shared, (0, 1), tx, srx).unwrap();
+    let got = migrated.recover(&key).unwrap();
+    assert_eq!((got.next, got.norm.key_count()), (Some(60), live_keys));
+    assert!(got.chain.is_none(), "a migrated state starts a new chain");
+}

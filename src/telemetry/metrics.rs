@@ -78,6 +78,8 @@ pub struct Metrics {
     pub bytes: Counter,
     /// Bytes of state checkpoints written.
     pub checkpoint_bytes: Counter,
+    /// Of the checkpoints, those written whole (the others are deltas).
+    pub whole_checkpoints: Counter,
     pub commits: Counter,
     pub commit_duration: Histogram,
     pub write_failures: Counter,
@@ -141,6 +143,7 @@ impl Metrics {
             files: Counter::default(),
             bytes: Counter::default(),
             checkpoint_bytes: Counter::default(),
+            whole_checkpoints: Counter::default(),
             commits: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             write_failures: Counter::default(),
@@ -224,6 +227,11 @@ impl Metrics {
             "normlake_checkpoint_bytes",
             "Bytes of the state checkpoints written (one per roll of an input partition)",
             self.checkpoint_bytes.clone(),
+        );
+        r.register(
+            "normlake_whole_checkpoints",
+            "State checkpoints written whole, each starting a new chain; every other commit writes a delta on its partition's chain",
+            self.whole_checkpoints.clone(),
         );
         r.register(
             "normlake_commits",

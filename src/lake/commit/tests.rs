@@ -31,9 +31,12 @@ fn a_commit_publishes_its_files_and_recovery_returns_its_checkpoint() {
         watermark_ms: Some(5),
         ..CommitRecord::new("s", 0, 1, 10)
     };
-    let rec = commit(&layout, draft, &mut |w: &mut dyn std::io::Write| {
-        w.write_all(b"state-1")
-    })
+    let rec = commit(
+        &layout,
+        draft,
+        StateWrite::Whole { previous: None },
+        &mut |w: &mut dyn std::io::Write| w.write_all(b"state-1"),
+    )
     .unwrap();
     assert!(exists(&layout, &f.dest));
     assert!(!exists(&layout, &f.tmp));
@@ -60,6 +63,7 @@ fn recovery_rolls_a_committed_publish_forward_and_drops_uncommitted_files() {
         next_offset: 10,
         files: vec![committed.clone()],
         checkpoint: ckpt,
+        checkpoint_deltas: Vec::new(),
         rows: 10,
         dead_letters: 0,
         committed_at_ms: 0,
@@ -118,6 +122,7 @@ fn a_record_whose_checkpoint_is_gone_is_an_error_not_a_fresh_start() {
     commit(
         &layout,
         CommitRecord::new("s", 0, 1, 10),
+        StateWrite::Whole { previous: None },
         &mut |w: &mut dyn std::io::Write| w.write_all(b"x"),
     )
     .unwrap();
@@ -136,6 +141,7 @@ fn old_records_and_checkpoints_are_cleaned_up() {
         commit(
             &layout,
             CommitRecord::new("s", 0, seq, seq as i64 * 10),
+            StateWrite::Whole { previous: None },
             &mut |w: &mut dyn std::io::Write| w.write_all(b"x"),
         )
         .unwrap();
@@ -178,4 +184,54 @@ fn idle_partitions_do_not_hold_the_watermark_back_unless_all_are_idle() {
         watermark_of(&[rec(0, Some(5), true), rec(1, Some(3), true)]),
         Some(5)
     );
+}
+
+#[test]
+fn a_chain_of_deltas_is_recovered_in_order_and_kept_while_a_kept_record_names_it() {
+    let (_d, layout) = setup();
+    let state_files = || layout.store().list(&layout.state_key("s", 0)).unwrap();
+    let mut chain: Option<StateChain> = None;
+    // Whole at 1, deltas at 2 and 3, whole at 4, delta at 5.
+    for seq in 1..=5u64 {
+        let state = match (&chain, seq) {
+            (Some(on), 2 | 3 | 5) => StateWrite::Delta { on },
+            (previous, _) => StateWrite::Whole {
+                previous: previous.as_ref(),
+            },
+        };
+        let body = format!("state-{seq}");
+        let rec = commit(
+            &layout,
+            CommitRecord::new("s", 0, seq, seq as i64 * 10),
+            state,
+            &mut |w: &mut dyn std::io::Write| w.write_all(body.as_bytes()),
+        )
+        .unwrap();
+        chain = Some(StateChain::of(&rec));
+        if seq == 3 {
+            let got = recover(&layout, "s", 0).unwrap().unwrap();
+            assert_eq!(got.checkpoint, b"state-1");
+            assert_eq!(got.deltas, vec![b"state-2".to_vec(), b"state-3".to_vec()]);
+            assert_eq!(state_files().len(), 3, "the whole chain is kept");
+        }
+        if seq == 4 {
+            // Record 3 is kept for inspection, so its chain is too.
+            assert_eq!(state_files().len(), 4);
+        }
+    }
+    let got = recover(&layout, "s", 0).unwrap().unwrap();
+    assert_eq!(got.checkpoint, b"state-4");
+    assert_eq!(got.deltas, vec![b"state-5".to_vec()]);
+    assert_eq!(
+        state_files().len(),
+        2,
+        "records before 4 are gone, and their chain"
+    );
+    // A delta the record names that is gone: an error, not a state without it.
+    let delta = got.record.checkpoint_deltas[0].clone();
+    layout.store().delete(&delta).unwrap();
+    assert!(matches!(
+        recover(&layout, "s", 0),
+        Err(CommitError::MissingCheckpoint { checkpoint, .. }) if checkpoint == delta
+    ));
 }
