@@ -4,9 +4,12 @@
 //! a normalization was added or removed) is migrated by name when it is read.
 //!
 //! Most commits write a delta (what changed since the commit before, `normalize::delta`) on
-//! the partition's chain; a whole checkpoint starts a new chain once the deltas weigh as much
-//! as the whole one they stand on. So the bytes written stay within about twice the bytes
-//! that changed, and recovery reads at most about twice the state.
+//! the partition's chain; a whole checkpoint starts a new chain once the deltas weigh
+//! `WHOLE_AFTER` times the whole one they stand on. So the bytes written stay within 4/3 of
+//! the deltas', and recovery reads at most about four times the state. (Each delta also
+//! holds the event-time buffer whole, about the input of `out_of_orderness`: with rolls as
+//! often as that, it is most of a delta, and a ratio of 1 wrote whole checkpoints twice as
+//! often for no gain in recovery.)
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +55,9 @@ struct Delta {
 /// A chain has at most this many deltas: recovery reads one file per delta.
 const MAX_DELTAS: usize = 120;
 
+/// A new chain starts once its deltas weigh this many times its whole checkpoint.
+const WHOLE_AFTER: u64 = 3;
+
 /// A partition's committed checkpoint chain, and what its parts weigh.
 #[derive(Debug, Clone)]
 pub(crate) struct Chain {
@@ -72,7 +78,7 @@ impl Chain {
 
     /// Whether the next checkpoint goes on this chain as a delta.
     pub fn takes_delta(&self) -> bool {
-        self.lake.deltas.len() < MAX_DELTAS && self.delta_bytes < self.whole_bytes
+        self.lake.deltas.len() < MAX_DELTAS && self.delta_bytes < WHOLE_AFTER * self.whole_bytes
     }
 
     /// The chain once `rec` committed a checkpoint of `bytes` after `previous`.
