@@ -11,7 +11,8 @@
 //!   Registry client (`source::registry`).
 //! - [`decode`]: message bytes (JSON, or Avro in Confluent's wire format) → typed fields, or a
 //!   dead-letter reason; field paths (`decode::fields`), no I/O (writer schemas are handed in).
-//! - [`normalize`]: the statistics (pure, synchronous, no I/O); knows nothing of Kafka or files.
+//! - [`normalize`]: the statistics (pure, synchronous, no I/O), and what changed in them since
+//!   the last checkpoint (`journal`, `delta`); knows nothing of Kafka or files.
 //! - [`sink`]: the output `Table` (columns, Parquet settings, partitioning, rolling), rows →
 //!   Arrow → Parquet files routed by the `Partitioner` and rolled; knows nothing of Kafka.
 //! - [`dead_letter`]: records that cannot become rows: the `DeadLetterSink` trait, its lake
@@ -19,7 +20,7 @@
 //! - [`partition_value`]: Hive's escaping of partition values (a leaf: `lake` and `decode`
 //!   both use it).
 //! - [`lake`]: the table's layout on storage: Hive partitioning, atomic placement, the commit
-//!   log and checkpoints (`lake::commit`), `_SUCCESS` markers (`lake::marker`), the store, and
+//!   log and checkpoint chains (`lake::commit`: a whole checkpoint and its deltas), `_SUCCESS` markers (`lake::marker`), the store, and
 //!   the table as Hive sees it (`lake::hive`: one description for the DDL and the metastore).
 //! - [`metastore`]: registering the table and its partitions in a Hive Metastore, on a
 //!   registrar thread of its own after each lake commit (knows nothing of `config`, `sink` or
