@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
+use super::progress::PartitionProgress;
 use super::{PartitionId, PipelineError, Processor, checkpoint};
 use crate::lake::commit::{self as lake_commit, CommitRecord, FileMove, StateWrite};
 use crate::source::CommitRequest;
@@ -93,35 +94,7 @@ impl Processor {
             idle: part.is_idle(),
             ..CommitRecord::new(&key.0, key.1, seq, next)
         };
-        let chain = part.chain.as_ref();
-        let delta = chain.filter(|c| c.takes_delta());
-        let state = match delta {
-            Some(c) => StateWrite::Delta { on: &c.lake },
-            None => StateWrite::Whole {
-                previous: chain.map(|c| &c.lake),
-            },
-        };
-        let mut written = 0;
-        let committed = lake_commit::commit(&self.layout, record, state, &mut |w| {
-            let mut counted = Counted { inner: w, bytes: 0 };
-            let done = match delta {
-                Some(_) => checkpoint::write_delta(
-                    &self.shape,
-                    next,
-                    &part.norm,
-                    &self.engine,
-                    &mut counted,
-                ),
-                None => checkpoint::write(&self.shape, next, &part.norm, &mut counted),
-            };
-            written = counted.bytes;
-            done
-        })?;
-        let chain = checkpoint::Chain::after(&committed, chain, written);
-        self.metrics.checkpoint_bytes.inc_by(written);
-        if delta.is_none() {
-            self.metrics.whole_checkpoints.inc();
-        }
+        let chain = self.commit_with_checkpoint(part, record)?;
         let dirs = super::registration::partition_dirs(&self.layout, &sealed.files);
         self.published(&dirs);
         if let Some(r) = &self.registrar {
@@ -158,6 +131,45 @@ impl Processor {
             done: None,
         });
         Ok(())
+    }
+
+    /// Commit `record` with a checkpoint of the partition's state: a delta on its chain, or
+    /// whole when the chain says a new one starts. Returns the chain after it.
+    fn commit_with_checkpoint(
+        &self,
+        part: &PartitionProgress,
+        record: CommitRecord,
+    ) -> Result<checkpoint::Chain, PipelineError> {
+        let next = record.next_offset;
+        let chain = part.chain.as_ref();
+        let delta = chain.filter(|c| c.takes_delta());
+        let state = match delta {
+            Some(c) => StateWrite::Delta { on: &c.lake },
+            None => StateWrite::Whole {
+                previous: chain.map(|c| &c.lake),
+            },
+        };
+        let mut written = 0;
+        let committed = lake_commit::commit(&self.layout, record, state, &mut |w| {
+            let mut counted = Counted { inner: w, bytes: 0 };
+            let done = match delta {
+                Some(_) => checkpoint::write_delta(
+                    &self.shape,
+                    next,
+                    &part.norm,
+                    &self.engine,
+                    &mut counted,
+                ),
+                None => checkpoint::write(&self.shape, next, &part.norm, &mut counted),
+            };
+            written = counted.bytes;
+            done
+        })?;
+        self.metrics.checkpoint_bytes.inc_by(written);
+        if delta.is_none() {
+            self.metrics.whole_checkpoints.inc();
+        }
+        Ok(checkpoint::Chain::after(&committed, chain, written))
     }
 
     /// Commit every partition with progress, then confirm the group offsets synchronously.
