@@ -6,7 +6,8 @@
 //! schema comes from a registry on loopback, once).
 //! The keys are spread over 4 input partitions. The record path runs on one worker thread (a
 //! second one hands the chunks over, a third routes them), then on two; the per-column codecs
-//! (normalized floats uncompressed) are compared with every column in zstd(1).
+//! (normalized floats uncompressed) are compared with every column in zstd(1), and the five
+//! outputs of the normalization with `outputs = ["y"]`.
 //!
 //! Run: `cargo bench --bench pipeline` (optionally `-- --events N --repeat N --only NAME`).
 
@@ -40,6 +41,8 @@ struct Variant {
     /// Every column zstd(1), the normalized floats included (the per-column default leaves
     /// those uncompressed).
     all_zstd: bool,
+    /// `outputs = ["y"]`: the normalized value alone, no center, scale, n or status.
+    y_only: bool,
 }
 
 /// What one run printed.
@@ -53,7 +56,10 @@ struct Figures {
 /// the watermark buffer.
 fn config(root: &std::path::Path, v: Variant, registry: Option<&str>) -> Config {
     let features: Vec<String> = (0..FEATURES).map(|i| format!("\"f{i}\"")).collect();
-    let norm = "[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n";
+    let outputs = if v.y_only { "outputs = [\"y\"]\n" } else { "" };
+    let norm = format!(
+        "[[normalize]]\nname = \"z\"\nmethod = \"zscore\"\nwindow = \"sliding_time\"\nsize = \"60s\"\n{outputs}"
+    );
     let avro = registry.map_or(String::new(), |url| {
         format!("format = \"avro_confluent\"\n[input.schema_registry]\nurl = \"{url}\"\n")
     });
@@ -181,6 +187,7 @@ fn main() {
         avro: false,
         workers: 1,
         all_zstd: false,
+        y_only: false,
     };
     let variants = [
         (
@@ -200,6 +207,13 @@ fn main() {
             "pipeline, every column zstd(1)",
             Variant {
                 all_zstd: true,
+                ..base
+            },
+        ),
+        (
+            "pipeline, outputs = [\"y\"]",
+            Variant {
+                y_only: true,
                 ..base
             },
         ),
@@ -244,6 +258,12 @@ fn main() {
         results[4].bytes_per_row,
         results[1].bytes_per_row / results[4].bytes_per_row,
         100.0 * rate(1) / rate(4)
+    );
+    println!(
+        "outputs = [\"y\"] / all five: {:.2}x the events/s, {:.0} / {:.0} B per row",
+        rate(5) / rate(1),
+        results[5].bytes_per_row,
+        results[1].bytes_per_row
     );
     if let Some(rss) = peak_rss_bytes() {
         println!(

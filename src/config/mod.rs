@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::decode::InputSpec;
 use crate::lake::partition::Partitioning;
 use crate::normalize::{Degenerate, LatePolicy, Plan, TimeMode};
+use crate::sink::Output;
 
 mod input;
 mod interpolate;
@@ -42,6 +43,7 @@ pub use lake::{
 };
 use lake::{build_partitioning, validate_lake};
 pub use metastore::{MetastoreSection, Uris};
+pub use plan::SlotOutputs;
 use plan::build_plan;
 pub use values::{ByteSize, HumanDuration};
 
@@ -130,6 +132,8 @@ struct NormalizeSection {
     quantiles: [f64; 2],
     #[serde(default)]
     degenerate: Degenerate,
+    /// The columns this normalization writes per feature; default: all five.
+    outputs: Option<Vec<Output>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +146,7 @@ struct LayerSection {
     #[serde(default = "defaults::layer_min_count")]
     min_count: u64,
     features: Option<Vec<String>>,
+    outputs: Option<Vec<Output>>,
 }
 
 /// How much memory the job may use. Input buffers (librdkafka's queue) and rows waiting in
@@ -202,6 +207,8 @@ pub struct Config {
     /// `[input.schema_registry]`, for Avro input.
     pub registry: Option<RegistrySection>,
     pub plan: Plan,
+    /// The columns each normalization writes (`outputs`).
+    pub outputs: SlotOutputs,
     pub lake: LakeConfig,
     pub dead_letter: DeadLetterConfig,
     pub memory: MemoryConfig,
@@ -463,10 +470,12 @@ impl Config {
             (Some(i), Some(t), Some(n), Some(l)) => build_plan(i, t, n, l, &mut c),
             _ => None,
         };
+        let (plan, outputs) = plan.unzip();
         match (
             kafka,
             input,
             plan,
+            outputs,
             lake,
             dead_letter,
             memory,
@@ -477,6 +486,7 @@ impl Config {
                 Some(kafka),
                 Some(input),
                 Some(plan),
+                Some(outputs),
                 Some(lake),
                 Some(dead_letter),
                 Some(memory),
@@ -488,6 +498,7 @@ impl Config {
                     registry,
                     input,
                     plan,
+                    outputs,
                     lake,
                     dead_letter,
                     memory,

@@ -8,7 +8,49 @@ use super::{
     defaults, is_column_name,
 };
 use crate::decode::{InputSpec, column_name};
-use crate::normalize::{LayerSpec, Method, NormSpec, Plan, Window};
+use crate::normalize::{LayerSpec, Method, NormSpec, Plan, Slot, Window};
+use crate::sink::{Output, Outputs};
+
+/// The columns each normalization writes: the `[[normalize]]` entries in order, then
+/// `[layer_norm]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlotOutputs {
+    norms: Vec<Outputs>,
+    layer: Outputs,
+}
+
+impl SlotOutputs {
+    pub fn of(&self, slot: &Slot) -> Outputs {
+        match slot.norm {
+            Some(i) => self.norms.get(i).copied().unwrap_or_default(),
+            None => self.layer,
+        }
+    }
+
+    /// Whether every normalization writes all five outputs (the default).
+    pub fn all_default(&self) -> bool {
+        self.layer == Outputs::ALL && self.norms.iter().all(|o| *o == Outputs::ALL)
+    }
+}
+
+/// An `outputs` list: at least one, each once; omitted, all five.
+fn build_outputs(chosen: &Option<Vec<Output>>, field: &str, c: &mut Collector) -> Outputs {
+    let Some(list) = chosen else {
+        return Outputs::ALL;
+    };
+    if list.is_empty() {
+        c.err(
+            field,
+            "must name at least one output (omit it for all five)",
+        );
+    }
+    for (i, o) in list.iter().enumerate() {
+        if list[..i].contains(o) {
+            c.err(field, format!("`{}` is named twice", o.name()));
+        }
+    }
+    Outputs::of(list.iter().copied())
+}
 
 fn feature_indexes(
     all: &[String],
@@ -41,7 +83,7 @@ pub(super) fn build_plan(
     norms: Vec<NormalizeSection>,
     layer: Option<LayerSection>,
     c: &mut Collector,
-) -> Option<Plan> {
+) -> Option<(Plan, SlotOutputs)> {
     if norms.is_empty() && layer.is_none() {
         c.err(
             "normalize",
@@ -50,6 +92,7 @@ pub(super) fn build_plan(
     }
     let mut names = std::collections::HashSet::new();
     let mut specs = Vec::new();
+    let mut outputs = SlotOutputs::default();
     for (i, n) in norms.iter().enumerate() {
         let at = |f: &str| format!("normalize[{i}].{f}");
         if !is_column_name(&n.name) {
@@ -64,6 +107,12 @@ pub(super) fn build_plan(
         if let Some(s) = build_norm(n, input, &at, c) {
             specs.push(s);
         }
+        outputs
+            .norms
+            .push(build_outputs(&n.outputs, &at("outputs"), c));
+    }
+    if let Some(l) = &layer {
+        outputs.layer = build_outputs(&l.outputs, "layer_norm.outputs", c);
     }
     let layer = layer.map(|l| build_layer(l, input, &mut names, c));
     if t.out_of_orderness.0 > Duration::from_secs(7 * 24 * 3600) {
@@ -92,7 +141,7 @@ pub(super) fn build_plan(
         max_disorder_ms: t.max_disorder.map_or(largest_window, HumanDuration::millis),
         idle_ttl_ms: t.idle_ttl.map(HumanDuration::millis),
     };
-    c.0.is_empty().then_some(plan)
+    c.0.is_empty().then_some((plan, outputs))
 }
 
 /// `[layer_norm]`: per-event normalization across the features.

@@ -99,15 +99,25 @@ fn output_schema(cfg: &Config) -> OutputSchema {
             .map(|(i, p)| (i, p.column(), p.kind))
             .collect(),
         cfg.lake.keep_raw,
-        cfg.plan.slots(),
+        (cfg.plan.slots().into_iter())
+            .map(|s| {
+                let outputs = cfg.outputs.of(&s);
+                (s, outputs)
+            })
+            .collect(),
     )
 }
 
 /// A short, stable fingerprint of what shapes the output (recorded in every Parquet file).
 fn config_hash(cfg: &Config) -> String {
     use sha2::Digest;
+    // Every output by default hashes as before `outputs` existed.
+    let outputs = match cfg.outputs.all_default() {
+        true => String::new(),
+        false => format!("|{:?}", cfg.outputs),
+    };
     let text = format!(
-        "{:?}|{:?}|{}|{:?}",
+        "{:?}|{:?}|{}|{:?}{outputs}",
         cfg.input, cfg.plan, cfg.lake.keep_raw, cfg.partitioning
     );
     let digest = sha2::Sha256::digest(text.as_bytes());

@@ -553,3 +553,65 @@ fn normalized_columns_are_uncompressed_by_default_and_codecs_name_columns() {
         ["lake.parquet.dictionary.nope", "lake.parquet.codecs.tmp_z"]
     );
 }
+
+/// `outputs` chooses a normalization's columns (all five by default, and the fingerprint of
+/// such a table is the one it had before `outputs` existed); a codec for a column a
+/// normalization does not write is an error, as are an empty list, a repeated and an unknown
+/// output, each with its field.
+#[test]
+fn outputs_choose_the_columns_of_a_normalization() {
+    let columns = |cfg: &Config| -> Vec<String> {
+        let table = cfg.table();
+        let names = table
+            .schema
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone());
+        names.filter(|n| n.starts_with("temp_")).collect()
+    };
+    let all = Config::from_toml(GOOD, no_env()).unwrap();
+    assert!(all.outputs.all_default());
+    assert_eq!(
+        columns(&all),
+        [
+            "temp_z",
+            "temp_z_center",
+            "temp_z_scale",
+            "temp_z_n",
+            "temp_z_status"
+        ]
+    );
+    let with = |line: &str| GOOD.replace("size = \"60s\"\n", &format!("size = \"60s\"\n{line}\n"));
+    let some = Config::from_toml(&with("outputs = [\"status\", \"y\"]"), no_env()).unwrap();
+    assert_eq!(columns(&some), ["temp_z", "temp_z_status"]);
+    let fingerprint = |cfg: &Config| cfg.table().props.key_value_metadata().cloned();
+    assert_ne!(fingerprint(&all), fingerprint(&some));
+    let five = "outputs = [\"y\", \"center\", \"scale\", \"n\", \"status\"]";
+    let explicit = Config::from_toml(&with(five), no_env()).unwrap();
+    assert_eq!(fingerprint(&all), fingerprint(&explicit));
+
+    let errors = |text: &str| -> Vec<(String, String)> {
+        let e = Config::from_toml(text, no_env()).unwrap_err().0;
+        e.into_iter().map(|e| (e.field, e.message)).collect()
+    };
+    let bad = errors(&format!(
+        "{}[lake.parquet]\ncodecs = {{ temp_z_scale = \"none\" }}\n",
+        with("outputs = [\"y\", \"y\"]")
+    ));
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(
+        bad[0],
+        ("normalize[0].outputs".into(), "`y` is named twice".into())
+    );
+    let bad = errors(&format!(
+        "{}[lake.parquet]\ncodecs = {{ temp_z_scale = \"none\" }}\n",
+        with("outputs = [\"y\"]")
+    ));
+    assert_eq!(bad[0].0, "lake.parquet.codecs.temp_z_scale", "{bad:?}");
+    let bad = errors(&with("outputs = []"));
+    assert_eq!(bad[0].0, "normalize[0].outputs", "{bad:?}");
+    let bad = errors(&with("outputs = [\"mean\"]"));
+    assert!(bad[0].0.starts_with("normalize"), "{bad:?}");
+    assert!(bad[0].1.contains("mean"), "{bad:?}");
+}

@@ -29,7 +29,7 @@ use crate::lake::partition::Partitioning;
 use crate::lake::{LakeError, Layout, PartitionId, PendingFile};
 use crate::normalize::Event;
 pub use partitioner::Partitioner;
-pub use rows::{OutRows, OutputSchema, RowMeta};
+pub use rows::{OutRows, Output, OutputSchema, Outputs, RowMeta};
 pub use table::Table;
 
 /// Failures of the sink, with the file they concern.

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Array, Int64Builder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Array, Int64Array, Int64Builder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::decode::{PassType, PassValue};
-use crate::normalize::{Emitted, FeatureValue, Slot};
+use crate::normalize::{Emitted, FeatureValue, Slot, SlotResult};
 
 /// What the sink needs of an event beyond what the engine keeps.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -26,6 +26,87 @@ pub struct RowMeta {
 /// Emitted rows as the sink receives them.
 pub type OutRows = Emitted<RowMeta>;
 
+/// One of the five columns a normalization writes per feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// The normalized value, in the column named after the slot.
+    Y,
+    Center,
+    Scale,
+    N,
+    Status,
+}
+
+impl Output {
+    /// All five, in file order.
+    pub const ALL: [Output; 5] = [
+        Output::Y,
+        Output::Center,
+        Output::Scale,
+        Output::N,
+        Output::Status,
+    ];
+
+    /// Its name in `outputs = [...]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Y => "y",
+            Output::Center => "center",
+            Output::Scale => "scale",
+            Output::N => "n",
+            Output::Status => "status",
+        }
+    }
+
+    /// The column of this output for the slot column `c`.
+    pub fn column(self, c: &str) -> String {
+        match self {
+            Output::Y => c.to_string(),
+            Output::Center => format!("{c}_center"),
+            Output::Scale => format!("{c}_scale"),
+            Output::N => format!("{c}_n"),
+            Output::Status => format!("{c}_status"),
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Output::Y | Output::Center | Output::Scale => DataType::Float64,
+            Output::N => DataType::Int64,
+            Output::Status => DataType::Utf8,
+        }
+    }
+}
+
+/// The outputs a normalization writes (`outputs = [...]`), always in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Outputs(u8);
+
+impl Outputs {
+    pub const ALL: Outputs = Outputs(0b1_1111);
+
+    pub fn of(chosen: impl IntoIterator<Item = Output>) -> Self {
+        Outputs(chosen.into_iter().fold(0, |m, o| m | Self::bit(o)))
+    }
+
+    fn bit(o: Output) -> u8 {
+        1 << Output::ALL.iter().position(|a| *a == o).unwrap_or(0)
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Output> {
+        Output::ALL
+            .into_iter()
+            .filter(move |o| self.0 & Self::bit(*o) != 0)
+    }
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs::ALL
+    }
+}
+
 /// Column names and types of the table, fixed by the configuration.
 #[derive(Debug, Clone)]
 pub struct OutputSchema {
@@ -35,7 +116,8 @@ pub struct OutputSchema {
     /// Fields that partition the table are path segments, not columns.
     passthrough: Vec<(usize, String, PassType)>,
     keep_raw: bool,
-    slots: Vec<Slot>,
+    /// Every normalization slot with the outputs it writes.
+    slots: Vec<(Slot, Outputs)>,
 }
 
 pub const UTC: &str = "UTC";
@@ -45,7 +127,7 @@ impl OutputSchema {
         features: Vec<String>,
         passthrough: Vec<(usize, String, PassType)>,
         keep_raw: bool,
-        slots: Vec<Slot>,
+        slots: Vec<(Slot, Outputs)>,
     ) -> Self {
         let mut fields = vec![
             Field::new("key", DataType::Utf8, false),
@@ -65,15 +147,15 @@ impl OutputSchema {
             if keep_raw {
                 fields.push(Field::new(f, DataType::Float64, true));
             }
-            for s in slots.iter().filter(|s| s.feature == fi) {
-                let c = &s.column;
-                fields.push(Field::new(c, DataType::Float64, true));
-                fields.push(Field::new(format!("{c}_center"), DataType::Float64, true));
-                fields.push(Field::new(format!("{c}_scale"), DataType::Float64, true));
-                // Nullable although always set: a column a configuration adds is null in the
-                // files written before it, and readers merge the schemas as optional.
-                fields.push(Field::new(format!("{c}_n"), DataType::Int64, true));
-                fields.push(Field::new(format!("{c}_status"), DataType::Utf8, true));
+            for (s, outputs) in slots.iter().filter(|(s, _)| s.feature == fi) {
+                // Nullable, `n` and `status` too although always set: a column a configuration
+                // adds is null in the files written before it, and readers merge the schemas
+                // as optional.
+                fields.extend(
+                    outputs
+                        .iter()
+                        .map(|o| Field::new(o.column(&s.column), o.data_type(), true)),
+                );
             }
         }
         OutputSchema {
@@ -127,9 +209,10 @@ impl OutputSchema {
     /// Names of the normalized float columns (value, center, scale of every normalization):
     /// nearly incompressible, so they take a codec of their own.
     pub fn normalized_columns(&self) -> impl Iterator<Item = String> + '_ {
-        self.slots.iter().flat_map(|s| {
-            let c = &s.column;
-            [c.clone(), format!("{c}_center"), format!("{c}_scale")]
+        self.slots.iter().flat_map(|(s, outputs)| {
+            (outputs.iter())
+                .filter(|o| o.data_type() == DataType::Float64)
+                .map(|o| o.column(&s.column))
         })
     }
 
@@ -181,13 +264,13 @@ impl OutputSchema {
                 }
                 cols.push(Arc::new(b.finish()));
             }
-            for (si, _) in self
+            for (si, (_, outputs)) in self
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.feature == fi)
+                .filter(|(_, (s, _))| s.feature == fi)
             {
-                result_columns(out, si, &mut cols);
+                cols.extend(outputs.iter().map(|o| result_column(out, si, o)));
             }
         }
         RecordBatch::try_new(self.schema.clone(), cols)
@@ -269,35 +352,31 @@ fn as_micros(v: &PassValue) -> Option<i64> {
     }
 }
 
-/// The five columns of one normalization slot: y, center, scale, n and status.
-fn result_columns(out: &OutRows, si: usize, cols: &mut Vec<ArrayRef>) {
+/// One output column of normalization slot `si`. A row without a result for the slot (not
+/// expected; kept total) reads as missing.
+fn result_column(out: &OutRows, si: usize, output: Output) -> ArrayRef {
     let n = out.events().len();
-    let mut y = Float64Builder::with_capacity(n);
-    let mut c = Float64Builder::with_capacity(n);
-    let mut s = Float64Builder::with_capacity(n);
-    let mut cnt = Int64Builder::with_capacity(n);
-    let mut st = StringBuilder::with_capacity(n, n * 2);
-    for i in 0..n {
-        match out.results(i).get(si) {
-            Some(res) => {
-                y.append_option(res.y());
-                c.append_option(res.center());
-                s.append_option(res.scale());
-                cnt.append_value(i64::try_from(res.n).unwrap_or(i64::MAX));
-                st.append_value(res.status.as_str());
-            }
-            None => {
-                y.append_null();
-                c.append_null();
-                s.append_null();
-                cnt.append_value(0);
-                st.append_value("missing");
-            }
+    let results = (0..n).map(|i| out.results(i).get(si));
+    let floats = |value: fn(&SlotResult) -> Option<f64>| -> ArrayRef {
+        let mut b = Float64Builder::with_capacity(n);
+        results
+            .clone()
+            .for_each(|r| b.append_option(r.and_then(value)));
+        Arc::new(b.finish())
+    };
+    match output {
+        Output::Y => floats(SlotResult::y),
+        Output::Center => floats(SlotResult::center),
+        Output::Scale => floats(SlotResult::scale),
+        Output::N => {
+            Arc::new(Int64Array::from_iter_values(results.clone().map(|r| {
+                r.map_or(0, |r| i64::try_from(r.n).unwrap_or(i64::MAX))
+            })))
+        }
+        Output::Status => {
+            let mut b = StringBuilder::with_capacity(n, n * 2);
+            results.for_each(|r| b.append_value(r.map_or("missing", |r| r.status.as_str())));
+            Arc::new(b.finish())
         }
     }
-    cols.push(Arc::new(y.finish()));
-    cols.push(Arc::new(c.finish()));
-    cols.push(Arc::new(s.finish()));
-    cols.push(Arc::new(cnt.finish()));
-    cols.push(Arc::new(st.finish()));
 }

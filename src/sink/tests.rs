@@ -14,7 +14,7 @@ fn schema() -> Arc<OutputSchema> {
         vec!["v".into()],
         vec![(0, "site".into(), PassType::String)],
         true,
-        slots,
+        slots.into_iter().map(|s| (s, Outputs::ALL)).collect(),
     ))
 }
 
@@ -229,7 +229,10 @@ fn several_normalizations_of_a_feature_get_their_own_columns() {
         vec!["temp".into()],
         vec![],
         true,
-        vec![slot(0, "temp_z5m"), slot(1, "temp_mm1h")],
+        vec![
+            (slot(0, "temp_z5m"), Outputs::ALL),
+            (slot(1, "temp_mm1h"), Outputs::ALL),
+        ],
     );
     let names: Vec<String> = schema
         .schema()
@@ -253,6 +256,43 @@ fn several_normalizations_of_a_feature_get_their_own_columns() {
             "temp_mm1h_status"
         ]
     );
+}
+
+/// `outputs = ["status", "y"]`: the slot's columns are those two, in file order, with the
+/// values the full five have; the others are absent, also from the normalized codec's list.
+#[test]
+fn a_normalization_writes_only_its_chosen_outputs() {
+    let slot = crate::normalize::Slot {
+        feature: 0,
+        norm: Some(0),
+        column: "v_z".into(),
+    };
+    let chosen = Outputs::of([Output::Status, Output::Y]);
+    let some = OutputSchema::new(
+        vec!["v".into()],
+        vec![(0, "site".into(), PassType::String)],
+        true,
+        vec![(slot, chosen)],
+    );
+    let names: Vec<&str> = some
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(&names[5..], &["site", "v", "v_z", "v_z_status"]);
+    assert_eq!(some.normalized_columns().collect::<Vec<_>>(), vec!["v_z"]);
+    let out = rows(&[(0, 1_000), (1, 2_000), (2, 3_000), (3, 4_000)]);
+    let all = schema().build("s", 0, &out).unwrap();
+    let part = some.build("s", 0, &out).unwrap();
+    assert_eq!(part.num_columns(), 9);
+    for name in ["key", "v", "v_z", "v_z_status"] {
+        let (a, b) = (all.column_by_name(name), part.column_by_name(name));
+        assert_eq!(a.unwrap().as_ref(), b.unwrap().as_ref(), "{name}");
+    }
+    assert!(part.column_by_name("v_z_center").is_none());
+    let y = part.column_by_name("v_z").unwrap();
+    assert!(y.null_count() < y.len(), "some normalized values");
 }
 
 #[test]
