@@ -124,7 +124,10 @@ fn the_commit_protocol_over_s3_publishes_rolls_forward_and_drops_uncommitted_wor
         seq: 2,
         next_offset: 20,
         files: vec![second.clone()],
-        checkpoint: ckpt_key.into(),
+        checkpoint: commit::StateChain {
+            whole: ckpt_key.into(),
+            deltas: Vec::new(),
+        },
         ..rec
     };
     store

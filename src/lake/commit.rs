@@ -44,12 +44,15 @@ pub struct CommitRecord {
     /// the checkpoint's event-time buffer.
     pub next_offset: i64,
     pub files: Vec<FileMove>,
-    /// The key of the chain's whole checkpoint, relative to the root.
-    pub checkpoint: String,
-    /// The keys of the deltas on it, oldest first: the state is the whole checkpoint with
-    /// each applied in turn.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checkpoint_deltas: Vec<String>,
+    /// The partition's state: the key of a whole checkpoint (relative to the root), or, once
+    /// there are deltas on it, the list of the whole checkpoint's key and theirs. A build from
+    /// before deltas cannot read a list, so it stops instead of resuming from the whole
+    /// checkpoint alone.
+    pub checkpoint: StateChain,
+    /// Deltas as the first builds with deltas wrote them, beside a whole checkpoint's key;
+    /// moved into `checkpoint` when a record is read.
+    #[serde(default, rename = "checkpoint_deltas", skip_serializing)]
+    pub legacy_deltas: Vec<String>,
     pub rows: u64,
     pub dead_letters: u64,
     pub committed_at_ms: i64,
@@ -77,8 +80,8 @@ impl CommitRecord {
             partition,
             next_offset,
             files: Vec::new(),
-            checkpoint: String::new(),
-            checkpoint_deltas: Vec::new(),
+            checkpoint: StateChain::default(),
+            legacy_deltas: Vec::new(),
             rows: 0,
             dead_letters: 0,
             committed_at_ms: 0,
@@ -145,12 +148,13 @@ fn read_record(layout: &Layout, key: &str) -> Result<Option<CommitRecord>, Commi
     let Some(bytes) = layout.store().get(key)? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| CommitError::Record {
+    let mut rec: CommitRecord =
+        serde_json::from_slice(&bytes).map_err(|source| CommitError::Record {
             key: key.to_string(),
             source,
-        })
+        })?;
+    rec.checkpoint.deltas.append(&mut rec.legacy_deltas);
+    Ok(Some(rec))
 }
 
 /// The newest commit record of a partition, with its key, if any.
@@ -207,20 +211,40 @@ pub fn watermark_of(records: &[CommitRecord]) -> Option<i64> {
 }
 
 /// A partition's committed state: a whole checkpoint and the deltas on it, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateChain {
     pub whole: String,
     pub deltas: Vec<String>,
 }
 
-impl StateChain {
-    pub fn of(rec: &CommitRecord) -> StateChain {
-        StateChain {
-            whole: rec.checkpoint.clone(),
-            deltas: rec.checkpoint_deltas.clone(),
+impl Serialize for StateChain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.deltas.is_empty() {
+            s.serialize_str(&self.whole)
+        } else {
+            s.collect_seq(std::iter::once(&self.whole).chain(&self.deltas))
         }
     }
+}
 
+impl<'de> Deserialize<'de> for StateChain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Whole(String),
+            Chain(Vec<String>),
+        }
+        let (whole, deltas) = match Stored::deserialize(d)? {
+            Stored::Whole(whole) => (whole, Vec::new()),
+            Stored::Chain(mut keys) if !keys.is_empty() => (keys.remove(0), keys),
+            Stored::Chain(_) => return Err(serde::de::Error::custom("an empty checkpoint chain")),
+        };
+        Ok(StateChain { whole, deltas })
+    }
+}
+
+impl StateChain {
     /// The commit sequence of its whole checkpoint (from the key's name).
     fn first_seq(&self) -> Option<u64> {
         base_name(&self.whole).split('.').next()?.parse().ok()
@@ -250,15 +274,17 @@ pub fn commit(
     let dir = layout.state_key(&stream, partition);
     let (key, previous) = match state {
         StateWrite::Whole { previous } => {
-            rec.checkpoint = format!("{dir}/{seq:020}.ckpt");
-            rec.checkpoint_deltas = Vec::new();
-            (rec.checkpoint.clone(), previous)
+            let key = format!("{dir}/{seq:020}.ckpt");
+            rec.checkpoint = StateChain {
+                whole: key.clone(),
+                deltas: Vec::new(),
+            };
+            (key, previous)
         }
         StateWrite::Delta { on } => {
             let key = format!("{dir}/{seq:020}.delta");
-            rec.checkpoint = on.whole.clone();
-            rec.checkpoint_deltas = on.deltas.clone();
-            rec.checkpoint_deltas.push(key.clone());
+            rec.checkpoint = on.clone();
+            rec.checkpoint.deltas.push(key.clone());
             (key, Some(on))
         }
     };
@@ -386,9 +412,10 @@ pub fn recover_with(
         }),
         Err(e) => Err(e.into()),
     };
-    let checkpoint = read(&record.checkpoint)?;
+    let checkpoint = read(&record.checkpoint.whole)?;
     let deltas = record
-        .checkpoint_deltas
+        .checkpoint
+        .deltas
         .iter()
         .map(read)
         .collect::<Result<_, _>>()?;

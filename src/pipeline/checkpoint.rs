@@ -70,7 +70,7 @@ impl Chain {
     /// The chain of a recovered commit, from the sizes of what was read.
     pub fn recovered(rec: &CommitRecord, whole: usize, deltas: usize) -> Chain {
         Chain {
-            lake: StateChain::of(rec),
+            lake: rec.checkpoint.clone(),
             whole_bytes: whole as u64,
             delta_bytes: deltas as u64,
         }
@@ -83,7 +83,7 @@ impl Chain {
 
     /// The chain once `rec` committed a checkpoint of `bytes` after `previous`.
     pub fn after(rec: &CommitRecord, previous: Option<&Chain>, bytes: u64) -> Chain {
-        let lake = StateChain::of(rec);
+        let lake = rec.checkpoint.clone();
         match previous.filter(|_| !lake.deltas.is_empty()) {
             Some(p) => Chain {
                 lake,

@@ -84,16 +84,14 @@ impl Processor {
             .collect();
         let seq = part.seq + 1;
         let record_watermark = Some(part.norm.watermark(&self.engine)).filter(|w| *w != i64::MIN);
-        let record = CommitRecord {
-            files,
-            rows: sealed.rows as u64,
-            dead_letters: sealed.dead_letters as u64,
-            committed_at_ms: unix_ms(),
-            watermark_ms: record_watermark,
-            lineage: part.lineage,
-            idle: part.is_idle(),
-            ..CommitRecord::new(&key.0, key.1, seq, next)
-        };
+        let mut record = CommitRecord::new(&key.0, key.1, seq, next);
+        record.files = files;
+        record.rows = sealed.rows as u64;
+        record.dead_letters = sealed.dead_letters as u64;
+        record.committed_at_ms = unix_ms();
+        record.watermark_ms = record_watermark;
+        record.lineage = part.lineage;
+        record.idle = part.is_idle();
         let chain = self.commit_with_checkpoint(part, record)?;
         let dirs = super::registration::partition_dirs(&self.layout, &sealed.files);
         self.published(&dirs);

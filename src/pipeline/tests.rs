@@ -262,7 +262,7 @@ fn rolls_write_deltas_on_a_chain_that_recovery_reads_back_under_either_configura
         p.roll(&key).unwrap();
         next += 10;
         let (_, rec) = lake_commit::latest(&layout, "t", 0).unwrap().unwrap();
-        if next >= 60 && !rec.checkpoint_deltas.is_empty() {
+        if next >= 60 && !rec.checkpoint.deltas.is_empty() {
             break rec;
         }
         assert!(next < 300, "no delta after {next} records: {rec:?}");
@@ -278,7 +278,7 @@ fn rolls_write_deltas_on_a_chain_that_recovery_reads_back_under_either_configura
     let got = again.recover(&key).unwrap();
     assert_eq!((got.next, got.norm.key_count()), (Some(next), live_keys));
     let chain = got.chain.expect("a chain to go on");
-    assert_eq!(chain.lake.deltas, rec.checkpoint_deltas);
+    assert_eq!(chain.lake, rec.checkpoint);
 
     // A feature and a normalization added: migrated, deltas replayed, and a new chain next.
     let changed = Config::from_toml(

@@ -62,8 +62,11 @@ fn recovery_rolls_a_committed_publish_forward_and_drops_uncommitted_files() {
         partition: 0,
         next_offset: 10,
         files: vec![committed.clone()],
-        checkpoint: ckpt,
-        checkpoint_deltas: Vec::new(),
+        checkpoint: StateChain {
+            whole: ckpt,
+            deltas: Vec::new(),
+        },
+        legacy_deltas: Vec::new(),
         rows: 10,
         dead_letters: 0,
         committed_at_ms: 0,
@@ -207,7 +210,7 @@ fn a_chain_of_deltas_is_recovered_in_order_and_kept_while_a_kept_record_names_it
             &mut |w: &mut dyn std::io::Write| w.write_all(body.as_bytes()),
         )
         .unwrap();
-        chain = Some(StateChain::of(&rec));
+        chain = Some(rec.checkpoint.clone());
         if seq == 3 {
             let got = recover(&layout, "s", 0).unwrap().unwrap();
             assert_eq!(got.checkpoint, b"state-1");
@@ -228,10 +231,55 @@ fn a_chain_of_deltas_is_recovered_in_order_and_kept_while_a_kept_record_names_it
         "records before 4 are gone, and their chain"
     );
     // A delta the record names that is gone: an error, not a state without it.
-    let delta = got.record.checkpoint_deltas[0].clone();
+    let delta = got.record.checkpoint.deltas[0].clone();
     layout.store().delete(&delta).unwrap();
     assert!(matches!(
         recover(&layout, "s", 0),
         Err(CommitError::MissingCheckpoint { checkpoint, .. }) if checkpoint == delta
     ));
+}
+
+/// A record with deltas names its chain as a list, which a build from before deltas (whose
+/// `checkpoint` is a string) cannot read: it stops instead of resuming from the whole
+/// checkpoint alone. A record without deltas is written as before; one written by the first
+/// builds with deltas (a string and `checkpoint_deltas`) reads as its chain.
+#[test]
+fn a_chain_with_deltas_is_unreadable_to_a_build_without_them() {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct BeforeDeltas {
+        checkpoint: String,
+        next_offset: i64,
+    }
+    let mut rec = CommitRecord::new("s", 0, 3, 30);
+    rec.checkpoint = StateChain {
+        whole: "w.ckpt".into(),
+        deltas: Vec::new(),
+    };
+    let whole = serde_json::to_vec(&rec).unwrap();
+    assert!(serde_json::from_slice::<BeforeDeltas>(&whole).is_ok());
+    rec.checkpoint.deltas = vec!["a.delta".into(), "b.delta".into()];
+    let chained = serde_json::to_value(&rec).unwrap();
+    assert_eq!(
+        chained["checkpoint"],
+        serde_json::json!(["w.ckpt", "a.delta", "b.delta"])
+    );
+    assert!(serde_json::from_value::<BeforeDeltas>(chained.clone()).is_err());
+    assert_eq!(
+        serde_json::from_value::<CommitRecord>(chained).unwrap(),
+        rec
+    );
+
+    let (_d, layout) = setup();
+    let mut first = serde_json::to_value(CommitRecord::new("s", 0, 1, 10)).unwrap();
+    first["checkpoint"] = serde_json::json!("w.ckpt");
+    first["checkpoint_deltas"] = serde_json::json!(["a.delta"]);
+    let key = "t/_normlake/log/s-0/00000000000000000001.json";
+    (layout.store())
+        .put(key, serde_json::to_vec(&first).unwrap())
+        .unwrap();
+    let (_, read) = latest(&layout, "s", 0).unwrap().unwrap();
+    assert_eq!(read.checkpoint.whole, "w.ckpt");
+    assert_eq!(read.checkpoint.deltas, ["a.delta"]);
+    assert!(read.legacy_deltas.is_empty());
 }
