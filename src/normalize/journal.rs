@@ -1,8 +1,10 @@
 //! What changed in one key's state since its partition's last checkpoint, kept so that the
 //! next checkpoint can be a delta: the events the key learned from, in order (each event's
 //! time and its features' valid values), which recovery replays through the same code that
-//! learned from them the first time. A key whose log would outgrow its state is marked to be
-//! written whole instead, so a journal never costs more memory than the key itself.
+//! learned from them the first time. A key whose log passes a quarter of its state is marked
+//! to be written whole instead, so a journal costs at most half the memory of its key (the
+//! log is compared as it doubles): a job whose rolls are minutes apart does not hold its
+//! state twice.
 //!
 //! Journals belong to a checkpoint epoch: the partition starts a new epoch when a checkpoint
 //! is committed, and a journal of an earlier epoch is empty in effect (it is cleared when its
@@ -13,6 +15,8 @@ use super::window::{put_varint, take_f64, take_varint};
 
 /// Log length at which a journal first compares itself with its key's state.
 const FIRST_CHECK: usize = 256;
+/// A log longer than this share of its key's state gives way to writing the key whole.
+const LOG_SHARE: usize = 4;
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Journal {
@@ -20,7 +24,7 @@ pub(super) struct Journal {
     epoch: u64,
     /// The key was created in this epoch: recovery starts it empty before replaying.
     fresh: bool,
-    /// The log outgrew the key's state: the delta holds the key whole.
+    /// The log outgrew its share of the key's state: the delta holds the key whole.
     whole: bool,
     prev_ts: i64,
     check_at: usize,
@@ -90,7 +94,7 @@ impl Journal {
         }
         put_event(&mut self.log, &mut self.prev_ts, t, n, |i| features.get(i));
         if self.log.len() >= self.check_at {
-            if self.log.len() > state_bytes() {
+            if self.log.len() * LOG_SHARE > state_bytes() {
                 self.whole = true;
                 self.log = Vec::new();
             } else {
@@ -196,9 +200,14 @@ mod tests {
         assert!(matches!(j.change(2), Change::Unchanged));
         j.record(2, 5, &[], 2, || usize::MAX);
         assert!(matches!(j.change(2), Change::Events { fresh: false, .. }));
-        // A log longer than the state: the key is written whole and the log let go.
-        for t in 0..100 {
-            j.record(2, t, &[], 2, || 300);
+        // A log past a quarter of the state (17 bytes an event, compared at 256, 512 and
+        // 1,024 bytes): the key is written whole and the log let go.
+        for t in 1..40 {
+            j.record(2, t, &[], 2, || 4096);
+        }
+        assert!(matches!(j.change(2), Change::Events { .. }));
+        for t in 40..70 {
+            j.record(2, t, &[], 2, || 4096);
         }
         assert!(matches!(j.change(2), Change::Whole));
         assert_eq!(j.heap_bytes(), 0);
