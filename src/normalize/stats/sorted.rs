@@ -99,7 +99,7 @@ impl SortedValues {
             let [full, next] = self
                 .blocks
                 .get_disjoint_mut([b, b + 1])
-                .expect("two blocks");
+                .expect("two blocks"); // ok: b + 1 exists (it has room) and differs from b
             let keep = full.len() - (BLOCK - next.len()) / 2;
             next.splice(0..0, full.drain(keep..));
             self.lasts[b] = full[keep - 1];
@@ -107,7 +107,7 @@ impl SortedValues {
             let [prev, full] = self
                 .blocks
                 .get_disjoint_mut([b - 1, b])
-                .expect("two blocks");
+                .expect("two blocks"); // ok: b > 0, and b is the full block
             let moved = (BLOCK - prev.len()) / 2;
             prev.extend(full.drain(..moved));
             self.lasts[b - 1] = prev[prev.len() - 1];
@@ -163,7 +163,7 @@ impl SortedValues {
         let [left, right] = self
             .blocks
             .get_disjoint_mut([l, l + 1])
-            .expect("two distinct blocks");
+            .expect("two distinct blocks"); // ok: there are at least two blocks, l + 1 the last at most
         let total = left.len() + right.len();
         if total <= BLOCK {
             left.extend_from_slice(right);
