@@ -177,8 +177,7 @@ impl SortedValues {
         if left.len() < half {
             left.extend(right.drain(..half - left.len()));
         } else {
-            let moved: Vec<f64> = left.drain(half..).collect();
-            right.splice(0..0, moved);
+            right.splice(0..0, left.drain(half..));
         }
         self.lasts[l] = left[half - 1];
     }
