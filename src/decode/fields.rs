@@ -133,12 +133,7 @@ impl Scalar<'_> {
     fn as_time_ms(&self, fmt: &TimeFormat) -> Option<i64> {
         match (self, fmt) {
             (Scalar::Micros(us), _) => Some(us.div_euclid(1000)),
-            (Scalar::Str(s), TimeFormat::Rfc3339) => chrono::DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|d| d.timestamp_millis()),
-            (Scalar::Str(s), TimeFormat::Pattern(p)) => {
-                parse_pattern(s, p).map(|t| t.timestamp_millis())
-            }
+            (Scalar::Str(s), TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => text_time_ms(s, fmt),
             (_, TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => None,
             (_, epoch) => self.as_epoch(epoch, 1),
         }
@@ -194,7 +189,9 @@ impl Scalar<'_> {
     }
 
     /// The value of a pass-through column of type `kind`; a value of another type is
-    /// `Invalid` (written as null, and counted).
+    /// `Invalid` (written as null, and counted). Not inlined: its text and time conversions
+    /// would give `RawRecord::set`, which runs for every field of every record, a large frame.
+    #[inline(never)]
     fn as_pass(&self, kind: PassType, fmt: &TimeFormat) -> PassValue {
         let v = match (kind, self) {
             (_, Scalar::Null) => Some(PassValue::Null),
@@ -233,6 +230,18 @@ impl Scalar<'_> {
 /// A float that is a whole number within `i64`.
 fn integral(f: f64) -> Option<i64> {
     (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
+}
+
+/// A time written as text, in milliseconds. Not inlined, for the reason `as_pass` is not.
+#[inline(never)]
+fn text_time_ms(s: &str, fmt: &TimeFormat) -> Option<i64> {
+    match fmt {
+        TimeFormat::Rfc3339 => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| d.timestamp_millis()),
+        TimeFormat::Pattern(p) => parse_pattern(s, p).map(|t| t.timestamp_millis()),
+        _ => None,
+    }
 }
 
 /// A time in a strftime pattern: with an offset when the pattern has one, otherwise UTC.
