@@ -460,11 +460,12 @@ impl Metrics {
             })
             .collect();
         let mut recent = self.latency.lock();
-        for row in rows {
-            for ((t, h), r) in row.iter().zip(&histograms).zip(recent.iter_mut()) {
+        for (source, (h, r)) in histograms.iter().zip(recent.iter_mut()).enumerate() {
+            let window = r.current(now);
+            for t in rows.iter().filter_map(|row| row.get(source)) {
                 if *t != i64::MIN {
                     let age = Duration::from_millis(committed_ms.saturating_sub(*t).max(0) as u64);
-                    r.record(age, now);
+                    window.record(age);
                     h.observe(age.as_secs_f64());
                 }
             }

@@ -142,8 +142,13 @@ impl RecentLatency {
     }
 
     pub fn record(&mut self, d: Duration, now: Instant) {
+        self.current(now).record(d);
+    }
+
+    /// The histogram that values seen at `now` go to (one rotation for a batch of values).
+    pub fn current(&mut self, now: Instant) -> &mut Latency {
         self.rotate(now);
-        self.slots[self.current].record(d);
+        &mut self.slots[self.current]
     }
 
     /// The percentiles of the last 40 to 60 seconds.
