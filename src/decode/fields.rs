@@ -133,7 +133,9 @@ impl Scalar<'_> {
     fn as_time_ms(&self, fmt: &TimeFormat) -> Option<i64> {
         match (self, fmt) {
             (Scalar::Micros(us), _) => Some(us.div_euclid(1000)),
-            (Scalar::Str(s), TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => text_time_ms(s, fmt),
+            (Scalar::Str(s), TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => {
+                text_time(s, fmt).map(|t| t.timestamp_millis())
+            }
             (_, TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => None,
             (_, epoch) => self.as_epoch(epoch, 1),
         }
@@ -143,11 +145,8 @@ impl Scalar<'_> {
     fn as_time_us(&self, fmt: &TimeFormat) -> Option<i64> {
         match (self, fmt) {
             (Scalar::Micros(us), _) => Some(*us),
-            (Scalar::Str(s), TimeFormat::Rfc3339) => chrono::DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|d| d.timestamp_micros()),
-            (Scalar::Str(s), TimeFormat::Pattern(p)) => {
-                parse_pattern(s, p).map(|t| t.timestamp_micros())
+            (Scalar::Str(s), TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => {
+                text_time(s, fmt).map(|t| t.timestamp_micros())
             }
             (_, TimeFormat::Rfc3339 | TimeFormat::Pattern(_)) => None,
             (_, epoch) => self.as_epoch(epoch, 1000),
@@ -232,14 +231,13 @@ fn integral(f: f64) -> Option<i64> {
     (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
 }
 
-/// A time written as text, in milliseconds. Not inlined, for the reason `as_pass` is not.
+/// A time written as text in a text format (`None` for the epoch formats). Not inlined, for
+/// the reason `as_pass` is not.
 #[inline(never)]
-fn text_time_ms(s: &str, fmt: &TimeFormat) -> Option<i64> {
+fn text_time(s: &str, fmt: &TimeFormat) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     match fmt {
-        TimeFormat::Rfc3339 => chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|d| d.timestamp_millis()),
-        TimeFormat::Pattern(p) => parse_pattern(s, p).map(|t| t.timestamp_millis()),
+        TimeFormat::Rfc3339 => chrono::DateTime::parse_from_rfc3339(s).ok(),
+        TimeFormat::Pattern(p) => parse_pattern(s, p),
         _ => None,
     }
 }
