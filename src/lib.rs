@@ -28,7 +28,8 @@
 //! - [`secret`]: `Sensitive`, a value never printed, and which property names are secrets (a
 //!   leaf).
 //! - [`telemetry`]: logging, Prometheus metrics (latency histograms, watermarks, the process
-//!   series), hdrhistogram percentiles of the last minute, the HTTP endpoints.
+//!   series), hdrhistogram percentiles of the last minute, readiness (`telemetry::health`),
+//!   the HTTP endpoints.
 //! - [`pipeline`]: the wiring; the one place that knows every stage. Each input partition's
 //!   progress, admission rules, idleness and waits are `pipeline::progress`; what the
 //!   registrar is told is `pipeline::registration`; fetching writer schemas, and waiting for

@@ -1,15 +1,18 @@
 //! Logging setup, metrics, latency histograms, the progress line and the health endpoints.
 //!
 //! `metrics` holds every figure the job exports (Prometheus counters and gauges updated once
-//! per batch, and hdrhistogram latency percentiles); `server` serves `/metrics`, `/healthz`
-//! and `/readyz`. The progress line reads the same metrics, so the log and the endpoint
-//! never disagree.
+//! per batch, and hdrhistogram latency percentiles); `health` holds readiness (assignment, a
+//! writable lake, decodable input, the services the job depends on); `server` serves
+//! `/metrics`, `/healthz` and `/readyz`. The progress line reads the same metrics, so the log
+//! and the endpoint never disagree.
 
+mod health;
 pub mod metrics;
 mod process;
 pub mod server;
 
-pub use metrics::{GaugeShare, Health, LatencySource, Metrics};
+pub use health::Health;
+pub use metrics::{GaugeShare, LatencySource, Metrics};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
