@@ -174,6 +174,16 @@ impl<P> Reorder<P> {
         ev
     }
 
+    /// The earliest event, which `pop_until` hands out next unless an earlier one comes first.
+    pub fn peek(&self) -> Option<&Event<P>> {
+        let &Reverse((_, _, from)) = self.heads.peek()?;
+        if from == OVERFLOW {
+            let &Reverse((_, _, slot)) = self.overflow.peek()?;
+            return self.slab.get(slot as usize)?.as_ref();
+        }
+        self.runs.get(from as usize)?.as_ref()?.front()
+    }
+
     /// Smallest `seq` buffered.
     pub fn min_seq(&self) -> Option<i64> {
         self.iter().map(|e| e.seq).min()

@@ -128,3 +128,26 @@ fn releases_like_a_sorted_model_whatever_the_disorder() {
         assert!(model.is_empty() && r.is_empty());
     }
 }
+
+#[test]
+fn peek_shows_the_event_the_next_pop_hands_out() {
+    let mut r = Reorder::default();
+    // Descending times start a run each, past `MAX_RUNS`, so the overflow is used as well;
+    // then a few ascending runs interleaved.
+    let mut seq = 0;
+    for ts in (0..(MAX_RUNS as i64 + 40)).rev() {
+        r.push(ev(ts * 3, seq));
+        seq += 1;
+    }
+    for i in 0..60 {
+        r.push(ev(100 + (i % 3) * 50 + i, seq));
+        seq += 1;
+    }
+    assert!(r.peek().is_some());
+    while let Some(next) = r.peek().map(|e| (e.ts_ms, e.seq)) {
+        let popped = r.pop_until(i64::MAX).map(|e| (e.ts_ms, e.seq));
+        assert_eq!(popped, Some(next));
+    }
+    assert!(r.is_empty());
+    assert_eq!(r.peek(), None);
+}
