@@ -416,7 +416,7 @@ impl<P> PartitionState<P> {
 
     fn process(&mut self, engine: &Engine, ev: Event<P>, late: bool, out: &mut Emitted<P>) {
         // The event after this one is most likely the earliest still buffered: have its key's
-        // windows come into the cache while this one is worked on.
+        // accumulators come into the cache while this one is worked on.
         if let Some(next) = self.pending.peek()
             && let Some(k) = self.keys.get(&*next.key)
         {
