@@ -94,15 +94,16 @@ impl Health {
     /// Why the job is not ready, if it is not.
     pub fn not_ready(&self) -> Option<&'static str> {
         let undecodable_at = self.undecodable_at.load(Ordering::Relaxed);
+        let now = unix_ms();
         if self.assigned.load(Ordering::Relaxed) == 0 {
             Some("no input partitions assigned")
         } else if !self.lake_writable.load(Ordering::Relaxed) {
             Some("the lake is not writable")
-        } else if undecodable_at > 0 && unix_ms() - undecodable_at < UNDECODABLE_FOR_MS {
+        } else if undecodable_at > 0 && now - undecodable_at < UNDECODABLE_FOR_MS {
             Some("an input batch cannot be decoded")
-        } else if self.metastore.down_too_long(unix_ms()) {
+        } else if self.metastore.down_too_long(now) {
             Some("the metastore has not answered for longer than lake.metastore.unready_after")
-        } else if self.registry.down_too_long(unix_ms()) {
+        } else if self.registry.down_too_long(now) {
             Some("records wait for the Schema Registry, which does not answer")
         } else {
             None
