@@ -15,12 +15,25 @@ const BUDGET_CHECK: Duration = Duration::from_millis(100);
 /// `BUDGET_CHECK`), so the walks are spaced to take at most one part in this many of it.
 const STATE_WALK_SHARE: u32 = 100;
 
-/// When the budget was last checked, and the state's last measurement.
+/// When the budget was last checked, and the state's last measurement (after its evictions)
+/// with the keys it held.
 pub(super) struct Checks {
     at: Instant,
     state_at: Instant,
     state_every: Duration,
     state_bytes: usize,
+    state_keys: usize,
+}
+
+impl Checks {
+    /// Whether the state may have passed its share since it was measured: its measured bytes,
+    /// scaled by the keys held now, exceed the share. Counting keys is cheap where measuring
+    /// walks them all, and new keys are what grows the state fastest (200,000 new keys at
+    /// 40,000 events/s grew it by a third of its share between two spaced walks).
+    fn keys_outgrew(&self, keys: usize, share: usize) -> bool {
+        let per_key = self.state_bytes as f64 / self.state_keys.max(1) as f64;
+        keys > self.state_keys && per_key * keys as f64 > share as f64
+    }
 }
 
 impl Checks {
@@ -30,6 +43,7 @@ impl Checks {
             state_at: now,
             state_every: BUDGET_CHECK,
             state_bytes: 0,
+            state_keys: 0,
         }
     }
 }
@@ -46,7 +60,11 @@ impl Processor {
         self.budget.at = now;
         let sink = self.sink_bytes();
         self.enforce_sink_share(sink, now);
-        if now.saturating_duration_since(self.budget.state_at) >= self.budget.state_every {
+        let keys = self.parts.values().map(|p| p.norm.key_count()).sum();
+        let share = self.memory.state_bytes as usize;
+        if now.saturating_duration_since(self.budget.state_at) >= self.budget.state_every
+            || self.budget.keys_outgrew(keys, share)
+        {
             self.enforce_state_share(now);
         }
         let used = (sink + self.budget.state_bytes) as i64;
@@ -101,30 +119,45 @@ impl Processor {
         } else {
             BUDGET_CHECK.max(walked * STATE_WALK_SHARE)
         };
-        self.budget.state_bytes = state_total;
         tracing::debug!(
             state_bytes = state_total,
             walk_ms = walked.as_secs_f64() * 1e3,
             "memory accounted"
         );
-        if state_total > share {
-            // Every partition gives up the same fraction, down to 90% of the share.
-            let keep = (share as f64 * 0.9) / state_total as f64;
-            let mut evicted = 0;
-            for (key, keys, _) in state {
-                if let Some(p) = self.parts.get_mut(&key) {
-                    evicted += p.norm.evict_to((keys as f64 * keep) as usize);
-                }
+        self.budget.state_bytes = if state_total > share {
+            self.evict_state(state, state_total, share)
+        } else {
+            state_total
+        };
+        self.budget.state_keys = self.parts.values().map(|p| p.norm.key_count()).sum();
+    }
+
+    /// Every partition gives up the same fraction of its keys' bytes, down to 90% of the
+    /// share. Returns the bytes the state is left with.
+    fn evict_state(
+        &mut self,
+        state: Vec<(PartitionId, usize, usize)>,
+        state_total: usize,
+        share: usize,
+    ) -> usize {
+        let keep = (share as f64 * 0.9) / state_total as f64;
+        let (mut evicted, mut left) = (0, 0);
+        for (key, keys, pending) in state {
+            if let Some(p) = self.parts.get_mut(&key) {
+                let target = (keys as f64 * keep) as usize;
+                evicted += p.norm.evict_to(target);
+                left += target.min(keys) + pending;
             }
-            self.metrics.evicted_keys.inc_by(evicted);
-            self.budget_evicted += evicted;
-            tracing::warn!(
-                evicted,
-                state_bytes = state_total,
-                budget_share = share,
-                "normalization state over its memory budget: least recently updated keys evicted"
-            );
         }
+        self.metrics.evicted_keys.inc_by(evicted);
+        self.budget_evicted += evicted;
+        tracing::warn!(
+            evicted,
+            state_bytes = state_total,
+            budget_share = share,
+            "normalization state over its memory budget: least recently updated keys evicted"
+        );
+        left
     }
 
     /// Bytes of rows waiting in open files, dead letters and the latency bookkeeping.
@@ -135,5 +168,32 @@ impl Processor {
             .map(|v| v.capacity() * std::mem::size_of::<[i64; 3]>())
             .sum();
         self.sink.buffered_bytes() + self.dead.held_bytes() + times
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(bytes: usize, keys: usize) -> Checks {
+        Checks {
+            state_bytes: bytes,
+            state_keys: keys,
+            ..Checks::new(Instant::now())
+        }
+    }
+
+    #[test]
+    fn new_keys_call_for_a_walk_once_they_could_pass_the_share() {
+        let c = measured(1000, 10);
+        assert!(!c.keys_outgrew(14, 1500));
+        assert!(!c.keys_outgrew(15, 1500));
+        assert!(c.keys_outgrew(16, 1500));
+        assert!(!c.keys_outgrew(9, 1000), "fewer keys than measured");
+    }
+
+    #[test]
+    fn an_unmeasured_state_waits_for_its_first_walk() {
+        assert!(!measured(0, 0).keys_outgrew(1_000_000, 1));
     }
 }
