@@ -126,22 +126,48 @@ impl Running {
 }
 
 /// Two-Stacks sliding aggregation (Tangwongsan et al., "In-order sliding-window aggregation
-/// in worst-case constant time" describes it as the baseline). The window's items live in the
-/// caller's deque; `front[i]` aggregates `items[i..front.len()]`, `back` aggregates the rest.
-/// Popping the front drops one precomputed aggregate; when the front stack is empty it is
-/// rebuilt from the items in one backward pass (amortised O(1) per item). Checkpoints do not
-/// hold the stacks: `restore` recomputes them from the items.
+/// in worst-case constant time" describes it as the baseline), with a sparse front stack. The
+/// window's items live in the caller's deque; the first `front_len` of them form the front
+/// region, and `back` aggregates the rest. The front stack holds suffix aggregates of the
+/// front region (an aggregate of "length" `l` covers its last `l` items) for every multiple of
+/// `SPARSE` and, densely, for the lengths of the partial block at its head, so its top always
+/// covers the whole region. Popping the front drops the top; when that exposes a multiple
+/// below the head, the block above it is computed again from the items (`SPARSE - 1` merges
+/// every `SPARSE` pops). When the region is empty it is rebuilt from every item in one
+/// backward pass (amortised O(1) per item). Every aggregate is the very expression the dense
+/// backward pass would give, bit for bit, and checkpoints do not hold the stacks: `restore`
+/// recomputes them from the items.
 #[derive(Debug, Clone)]
 pub struct TwoStacks<S> {
-    front: VecDeque<S>,
+    front: Vec<S>,
+    front_len: usize,
     back: Option<S>,
     back_n: u64,
+}
+
+/// One front aggregate is kept for every this many items: the stack of a 60-value window
+/// holds 7 to 14 aggregates instead of 60, and each item costs one more merge.
+const SPARSE: usize = 8;
+
+/// How many aggregates the front stack holds for a region of `len` items.
+fn stack_size(len: usize) -> usize {
+    len / SPARSE + len % SPARSE
+}
+
+/// One step of the backward pass: the aggregate of length `l + 1` from that of length `l`.
+fn extend<S: Summary>(x: f64, shift: f64, acc: Option<&S>, l: usize) -> S {
+    let one = S::of(x, shift);
+    match acc {
+        Some(a) => S::merge(&one, 1, a, l as u64),
+        None => one,
+    }
 }
 
 impl<S: Summary> Default for TwoStacks<S> {
     fn default() -> Self {
         TwoStacks {
-            front: VecDeque::new(),
+            front: Vec::new(),
+            front_len: 0,
             back: None,
             back_n: 0,
         }
@@ -160,18 +186,29 @@ impl<S: Summary> TwoStacks<S> {
     /// Add an item that now precedes every item in the window (used when a processing-time
     /// query reaches further back than the last one).
     pub fn push_front(&mut self, x: f64, shift: f64) {
-        let one = S::of(x, shift);
-        let agg = match self.front.front() {
-            Some(f) => S::merge(&one, 1, f, self.front.len() as u64),
-            None => one,
-        };
-        self.front.push_front(agg);
+        let len = self.front_len;
+        let agg = extend(x, shift, self.front.last(), len);
+        // A new multiple closes the head's block: its dense aggregates are dropped.
+        self.front.truncate(stack_size(len + 1) - 1);
+        self.front.push(agg);
+        self.front_len += 1;
     }
 
     /// Drop the oldest item. `items` is the window's content *before* the pop. The caller
     /// rebuilds first when `needs_rebuild` says so (that is where it may move the shift).
-    pub fn pop_front(&mut self) {
-        self.front.pop_front();
+    pub fn pop_front(&mut self, items: &VecDeque<Item>, shift: f64) {
+        self.front.pop();
+        self.front_len = self.front_len.saturating_sub(1);
+        // The new head's block, computed up from the multiple below it; the items of the
+        // region now start at `items[1]`.
+        while self.front.len() < stack_size(self.front_len) {
+            // The top's length: the multiples below the head, then the block's aggregates.
+            let multiples = self.front_len / SPARSE;
+            let l = multiples * SPARSE + (self.front.len() - multiples);
+            let x = items[self.front_len - l].x;
+            let agg = extend(x, shift, self.front.last(), l);
+            self.front.push(agg);
+        }
         // The front stack only drains between rebuilds: give memory back as it does, halving
         // at most (each shrink copies what is left, so this stays amortised O(1) per pop).
         let len = self.front.len();
@@ -182,15 +219,15 @@ impl<S: Summary> TwoStacks<S> {
 
     /// Load the front aggregate (see `Accumulator::warm`).
     pub fn front_bits(&self) -> u64 {
-        if let Some(f) = self.front.front() {
+        if let Some(f) = self.front.last() {
             std::hint::black_box(*f);
         }
-        self.front.len() as u64
+        self.front_len as u64
     }
 
     /// The front stack is exhausted: the next pop needs a rebuild from the items.
     pub fn needs_rebuild(&self) -> bool {
-        self.front.is_empty()
+        self.front_len == 0
     }
 
     /// Recompute every aggregate from `items`, all into the front stack.
@@ -200,7 +237,7 @@ impl<S: Summary> TwoStacks<S> {
 
     /// How many of the window's oldest items the front stack covers (the rest are in `back`).
     pub fn front_len(&self) -> usize {
-        self.front.len()
+        self.front_len
     }
 
     /// The aggregate exactly as it was when `items` was the window and the front stack covered
@@ -209,17 +246,18 @@ impl<S: Summary> TwoStacks<S> {
     /// `push_back`, so every bit comes back and a checkpoint need not store the stacks.
     pub fn restore(items: &VecDeque<Item>, front_len: usize, shift: f64) -> Self {
         let front_len = front_len.min(items.len());
-        let mut t = TwoStacks::default();
-        // Built back to front: front[i] covers items[i..front_len].
-        t.front.reserve_exact(front_len);
+        let mut t = TwoStacks {
+            front_len,
+            ..TwoStacks::default()
+        };
+        let head_block = front_len / SPARSE * SPARSE;
+        t.front.reserve_exact(stack_size(front_len));
         let mut acc: Option<S> = None;
-        for (n, it) in items.range(..front_len).rev().enumerate() {
-            let one = S::of(it.x, shift);
-            let next = match &acc {
-                Some(a) => S::merge(&one, 1, a, n as u64),
-                None => one,
-            };
-            t.front.push_front(next);
+        for (l, it) in items.range(..front_len).rev().enumerate() {
+            let next = extend(it.x, shift, acc.as_ref(), l);
+            if (l + 1) % SPARSE == 0 || l + 1 > head_block {
+                t.front.push(next);
+            }
             acc = Some(next);
         }
         for it in items.iter().skip(front_len) {
@@ -230,8 +268,8 @@ impl<S: Summary> TwoStacks<S> {
 
     /// The aggregate over the whole window and its count, or `None` when empty.
     pub fn query(&self) -> Option<(S, u64)> {
-        let nf = self.front.len() as u64;
-        match (self.front.front(), &self.back) {
+        let nf = self.front_len as u64;
+        match (self.front.last(), &self.back) {
             (Some(f), Some(b)) => Some((S::merge(f, nf, b, self.back_n), nf + self.back_n)),
             (Some(f), None) => Some((*f, nf)),
             (None, Some(b)) => Some((*b, self.back_n)),
@@ -316,7 +354,7 @@ mod tests {
                 if ts.needs_rebuild() {
                     ts.rebuild(&items, 1.0);
                 }
-                ts.pop_front();
+                ts.pop_front(&items, 1.0);
                 items.pop_front();
             }
             let window: Vec<f64> = items.iter().map(|it| it.x).collect();
@@ -325,6 +363,100 @@ mod tests {
             assert_eq!(n as usize, window.len());
             assert!((agg.mean + 1.0 - mean).abs() < 1e-12);
             assert!((agg.m2 - m2).abs() < 1e-9 * m2.max(1.0));
+        }
+    }
+
+    /// The dense Two-Stacks (an aggregate for every front item), as the reference.
+    #[derive(Default)]
+    struct Dense {
+        front: VecDeque<MeanM2>,
+        back: Option<MeanM2>,
+        back_n: u64,
+    }
+
+    impl Dense {
+        fn rebuild(&mut self, items: &VecDeque<Item>, shift: f64) {
+            *self = Dense::default();
+            for it in items.iter().rev() {
+                let n = self.front.len();
+                let next = extend(it.x, shift, self.front.front(), n);
+                self.front.push_front(next);
+            }
+        }
+        fn push_back(&mut self, x: f64, shift: f64) {
+            self.back = Some(match &self.back {
+                Some(b) => MeanM2::add(b, self.back_n, x, shift),
+                None => MeanM2::of(x, shift),
+            });
+            self.back_n += 1;
+        }
+        fn push_front(&mut self, x: f64, shift: f64) {
+            let n = self.front.len();
+            let next = extend(x, shift, self.front.front(), n);
+            self.front.push_front(next);
+        }
+        fn query(&self) -> Option<(MeanM2, u64)> {
+            let nf = self.front.len() as u64;
+            match (self.front.front(), &self.back) {
+                (Some(f), Some(b)) => {
+                    Some((MeanM2::merge(f, nf, b, self.back_n), nf + self.back_n))
+                }
+                (Some(f), None) => Some((*f, nf)),
+                (None, Some(b)) => Some((*b, self.back_n)),
+                (None, None) => None,
+            }
+        }
+    }
+
+    fn bits(q: Option<(MeanM2, u64)>) -> Option<(u64, u64, u64)> {
+        q.map(|(a, n)| (a.mean.to_bits(), a.m2.to_bits(), n))
+    }
+
+    /// Pushes at both ends and pops, in a pseudo-random mix over windows of every size around
+    /// the sparse spacing: the sparse stack answers bit for bit what the dense one does, and
+    /// a stack restored from the items at any moment answers the same.
+    #[test]
+    fn sparse_front_stack_is_bit_for_bit_the_dense_one() {
+        let shift = 0.37;
+        let (mut items, mut sparse, mut dense) = (
+            VecDeque::new(),
+            TwoStacks::<MeanM2>::default(),
+            Dense::default(),
+        );
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let x = (seed % 10_007) as f64 * 0.013 - 40.0;
+            let target = 1 + (step as usize / 500) % 40;
+            match seed % 16 {
+                0 => {
+                    items.push_front(Item { ts: step, x });
+                    sparse.push_front(x, shift);
+                    dense.push_front(x, shift);
+                }
+                _ if items.len() > target => {
+                    if sparse.needs_rebuild() {
+                        assert!(dense.front.is_empty());
+                        sparse.rebuild(&items, shift);
+                        dense.rebuild(&items, shift);
+                    }
+                    sparse.pop_front(&items, shift);
+                    dense.front.pop_front();
+                    items.pop_front();
+                }
+                _ => {
+                    items.push_back(Item { ts: step, x });
+                    sparse.push_back(x, shift);
+                    dense.push_back(x, shift);
+                }
+            }
+            assert_eq!(sparse.front_len(), dense.front.len());
+            assert_eq!(bits(sparse.query()), bits(dense.query()), "step {step}");
+            let restored = TwoStacks::<MeanM2>::restore(&items, sparse.front_len(), shift);
+            assert_eq!(bits(restored.query()), bits(sparse.query()), "step {step}");
+            assert_eq!(sparse.front.len(), stack_size(sparse.front_len()));
         }
     }
 
@@ -339,7 +471,7 @@ mod tests {
                 if ts.needs_rebuild() {
                     ts.rebuild(&items, 7.3);
                 }
-                ts.pop_front();
+                ts.pop_front(&items, 7.3);
                 items.pop_front();
             }
             assert_eq!(ts.query().unwrap().0.m2, 0.0);

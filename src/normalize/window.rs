@@ -131,9 +131,10 @@ impl Bounded {
         if needs_rebuild {
             self.rebuild();
         }
+        let shift = self.shift();
         match &mut self.agg {
-            WindowAgg::Moments(t) => t.pop_front(),
-            WindowAgg::Extrema(t) => t.pop_front(),
+            WindowAgg::Moments(t) => t.pop_front(&self.items, shift),
+            WindowAgg::Extrema(t) => t.pop_front(&self.items, shift),
             WindowAgg::Order(_) => {}
         }
         let it = self.items.pop_front()?;
