@@ -34,9 +34,7 @@ impl Checks {
         let per_key = self.state_bytes as f64 / self.state_keys.max(1) as f64;
         keys > self.state_keys && per_key * keys as f64 > share as f64
     }
-}
 
-impl Checks {
     pub(super) fn new(now: Instant) -> Self {
         Checks {
             at: now,
@@ -60,10 +58,9 @@ impl Processor {
         self.budget.at = now;
         let sink = self.sink_bytes();
         self.enforce_sink_share(sink, now);
-        let keys = self.parts.values().map(|p| p.norm.key_count()).sum();
         let share = self.memory.state_bytes as usize;
         if now.saturating_duration_since(self.budget.state_at) >= self.budget.state_every
-            || self.budget.keys_outgrew(keys, share)
+            || self.budget.keys_outgrew(self.key_count(), share)
         {
             self.enforce_state_share(now);
         }
@@ -129,7 +126,12 @@ impl Processor {
         } else {
             state_total
         };
-        self.budget.state_keys = self.parts.values().map(|p| p.norm.key_count()).sum();
+        self.budget.state_keys = self.key_count();
+    }
+
+    /// Keys held over every partition (a count per partition, no walk).
+    fn key_count(&self) -> usize {
+        self.parts.values().map(|p| p.norm.key_count()).sum()
     }
 
     /// Every partition gives up the same fraction of its keys' bytes, down to 90% of the
