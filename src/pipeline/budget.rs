@@ -12,7 +12,8 @@ const BUDGET_CHECK: Duration = Duration::from_millis(100);
 
 /// Measuring the state walks every key and every buffered event (about 3.5 ms for the core
 /// benchmark's 10,000 keys and 47,000 buffered events, 3.5% of the processor's time at every
-/// `BUDGET_CHECK`), so the walks are spaced to take at most one part in this many of it.
+/// `BUDGET_CHECK`), so the walks are spaced to take at most one part in this many of it,
+/// unless new keys may have taken the state past its share (`Checks::keys_outgrew`).
 const STATE_WALK_SHARE: u32 = 100;
 
 /// When the budget was last checked, and the state's last measurement (after its evictions)
@@ -50,7 +51,8 @@ impl Processor {
     /// Keep buffered rows and state within the memory budget: flush the open files' row groups
     /// when rows use more than their share, and evict the least recently updated keys when
     /// state does. Rows are measured every `BUDGET_CHECK`; the state, which takes a walk over
-    /// every key, at most every `BUDGET_CHECK` and no more than `1/STATE_WALK_SHARE` of the time.
+    /// every key, at most every `BUDGET_CHECK` and no more than `1/STATE_WALK_SHARE` of the time,
+    /// or at once when the keys held now could have taken it past its share.
     pub(super) fn enforce_budget(&mut self, now: Instant) {
         if now.saturating_duration_since(self.budget.at) < BUDGET_CHECK {
             return;
