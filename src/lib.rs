@@ -27,6 +27,8 @@
 //!   `pipeline`).
 //! - [`secret`]: `Sensitive`, a value never printed, and which property names are secrets (a
 //!   leaf).
+//! - [`varint`]: zigzag LEB128, the compact form of small signed differences in checkpoints,
+//!   journals and the latency bookkeeping (a leaf).
 //! - [`telemetry`]: logging, Prometheus metrics (latency histograms, watermarks, the process
 //!   series), hdrhistogram percentiles of the last minute, readiness (`telemetry::health`),
 //!   the HTTP endpoints.
@@ -57,3 +59,4 @@ pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod varint;

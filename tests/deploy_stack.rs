@@ -374,7 +374,9 @@ fn exported_series() -> BTreeSet<String> {
     let m = normlake::telemetry::Metrics::new();
     m.dead_letter("malformed_json");
     m.set_lag([("sensors".to_string(), 0, 5)]);
-    m.record_latencies(1_000, &[[750, 750, 750]]);
+    let mut times = normlake::telemetry::RowTimes::default();
+    times.push([750, 750, 750]);
+    m.record_latencies(1_000, &times);
     m.committed_at("sensors", 0, Some(500), 1_000);
     m.set_owned([("sensors".to_string(), 0)]);
     let text = m.encode().expect("encode");

@@ -11,7 +11,8 @@
 //! key next learns). Nothing is done per key at a checkpoint.
 
 use super::FeatureValue;
-use super::window::{put_varint, take_f64, take_varint};
+use super::window::take_f64;
+use crate::varint::{put_varint, take_varint};
 
 /// Log length at which a journal first compares itself with its key's state.
 const FIRST_CHECK: usize = 256;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 mod codec;
 mod ew;
 
-pub(super) use codec::{Blob, put_varint, take_f64, take_varint};
+pub(super) use codec::{Blob, take_f64};
 
 use ew::ew_cs;
 pub use ew::{DecayMemo, Ewm, EwmTime};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::{PartitionId, Processor};
 use crate::decode::PassValue;
 use crate::sink::RowMeta;
+use crate::telemetry::RowTimes;
 
 /// How often the budget is checked.
 const BUDGET_CHECK: Duration = Duration::from_millis(100);
@@ -166,11 +167,7 @@ impl Processor {
 
     /// Bytes of rows waiting in open files, dead letters and the latency bookkeeping.
     fn sink_bytes(&self) -> usize {
-        let times: usize = self
-            .received
-            .values()
-            .map(|v| v.capacity() * std::mem::size_of::<[i64; 3]>())
-            .sum();
+        let times: usize = self.received.values().map(RowTimes::heap_bytes).sum();
         self.sink.buffered_bytes() + self.dead.held_bytes() + times
     }
 }

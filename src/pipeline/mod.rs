@@ -43,7 +43,9 @@ use crate::sink::{OutRows, RowMeta, Sink, SinkError};
 use crate::source::{
     self, CommitRequest, PartitionId, RawRecord, Seeked, SourceError, SourceEvent,
 };
-use crate::telemetry::{GaugeShare, LatencySource, Metrics, RunSummary, StateFigures, unix_ms};
+use crate::telemetry::{
+    GaugeShare, LatencySource, Metrics, RowTimes, RunSummary, StateFigures, unix_ms,
+};
 use checkpoint::Shape;
 use markers::Markers;
 use progress::{Admit, PartitionProgress};
@@ -263,7 +265,7 @@ pub struct Processor {
     budget_evicted: u64,
     /// Times of rows not yet committed, per input partition, for the latency figures:
     /// (event time, Kafka time, received), Unix ms.
-    received: HashMap<PartitionId, Vec<[i64; 3]>>,
+    received: HashMap<PartitionId, RowTimes>,
     /// Registration in the Hive Metastore, when configured (shared by the workers).
     registrar: Option<Arc<crate::metastore::Registrar>>,
     /// `[time] idle_timeout`.
@@ -585,13 +587,11 @@ impl Processor {
         }
         let written = self.sink.append(&key.0, key.1, out, now);
         if written.is_ok() {
-            self.received
-                .entry(key.clone())
-                .or_default()
-                .extend(out.events().iter().map(|e| {
-                    let m = &e.payload;
-                    [e.ts_ms, m.kafka_ms.unwrap_or(i64::MIN), m.received_ms]
-                }));
+            let times = self.received.entry(key.clone()).or_default();
+            for e in out.events() {
+                let m = &e.payload;
+                times.push([e.ts_ms, m.kafka_ms.unwrap_or(i64::MIN), m.received_ms]);
+            }
         }
         out.clear();
         if let Err(e) = written {

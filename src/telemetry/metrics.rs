@@ -23,6 +23,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::{Health, Percentiles, RecentLatency};
+use crate::varint;
 
 /// Where an end-to-end latency is measured from (to the lake commit of the row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,52 @@ impl LatencySource {
             LatencySource::KafkaTime => "kafka_time",
             LatencySource::Received => "received",
         }
+    }
+}
+
+/// The times of rows written but not committed yet, from which their latencies are recorded
+/// when they are: per latency source, each row's time (Unix ms, `i64::MIN` where unknown) as
+/// the zigzag LEB128 difference from the row before. Rows of one millisecond take a byte, a
+/// steady stream two or three: a few bytes a row, where three times took 24 and, held for
+/// every row of a long roll, filled the rows' memory share and made row groups small.
+#[derive(Debug, Default)]
+pub struct RowTimes {
+    deltas: [Vec<u8>; 3],
+    last: [i64; 3],
+}
+
+impl RowTimes {
+    /// Add a row's (event time, Kafka time, received).
+    pub fn push(&mut self, times: [i64; 3]) {
+        for ((buf, last), t) in self.deltas.iter_mut().zip(&mut self.last).zip(times) {
+            varint::put_varint(buf, t.wrapping_sub(*last));
+            *last = t;
+        }
+    }
+
+    /// The bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.deltas.iter().map(Vec::capacity).sum()
+    }
+
+    /// One source's times in row order, a run of equal times as (time, rows).
+    fn runs(&self, source: LatencySource) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let bytes = &self.deltas[source as usize];
+        let (mut at, mut t) = (0usize, 0i64);
+        let mut times = std::iter::from_fn(move || {
+            let d = varint::take_varint(bytes, &mut at).ok()?;
+            t = t.wrapping_add(d);
+            Some(t)
+        })
+        .peekable();
+        std::iter::from_fn(move || {
+            let t = times.next()?;
+            let mut rows = 1;
+            while times.next_if_eq(&t).is_some() {
+                rows += 1;
+            }
+            Some((t, rows))
+        })
     }
 }
 
@@ -447,26 +494,20 @@ impl Metrics {
         self.lag_total.get()
     }
 
-    /// Record the latencies of rows committed at `committed_ms`: for each row its (event
-    /// time, Kafka time, received) in Unix ms, `i64::MIN` where unknown.
-    pub fn record_latencies(&self, committed_ms: i64, rows: &[[i64; 3]]) {
+    /// Record the latencies of the rows of `times`, committed at `committed_ms`.
+    pub fn record_latencies(&self, committed_ms: i64, times: &RowTimes) {
         let now = Instant::now();
-        let histograms: Vec<Histogram> = LatencySource::ALL
-            .iter()
-            .map(|s| {
-                self.latency_seconds
-                    .get_or_create(&[("from", s.as_str())])
-                    .clone()
-            })
-            .collect();
         let mut recent = self.latency.lock();
-        for (source, (h, r)) in histograms.iter().zip(recent.iter_mut()).enumerate() {
+        for (source, r) in LatencySource::ALL.iter().zip(recent.iter_mut()) {
+            let h = (self.latency_seconds)
+                .get_or_create(&[("from", source.as_str())])
+                .clone();
             let window = r.current(now);
-            for t in rows.iter().filter_map(|row| row.get(source)) {
-                if *t != i64::MIN {
-                    let age = Duration::from_millis(committed_ms.saturating_sub(*t).max(0) as u64);
-                    window.record(age);
-                    h.observe(age.as_secs_f64());
+            for (t, rows) in times.runs(*source) {
+                if t != i64::MIN {
+                    let age = Duration::from_millis(committed_ms.saturating_sub(t).max(0) as u64);
+                    window.record_n(age, rows);
+                    (0..rows).for_each(|_| h.observe(age.as_secs_f64()));
                 }
             }
         }
@@ -616,5 +657,44 @@ mod tests {
         assert_eq!(later.count, 1, "the first slot has rotated out");
         assert!(later.p99 < 200.0);
         assert_eq!(r.percentiles(t0 + Duration::from_secs(600)).count, 0);
+    }
+
+    #[test]
+    fn row_times_read_back_in_runs_and_record_every_row() {
+        let rows = [
+            [1_000, i64::MIN, 5_000],
+            [1_000, i64::MIN, 5_000],
+            [900, 1_100, 5_000],
+            [i64::MAX, 1_100, 5_000],
+            [1_000, 1_200, 5_001],
+        ];
+        let mut times = RowTimes::default();
+        rows.iter().for_each(|r| times.push(*r));
+        let runs = |s| times.runs(s).collect::<Vec<_>>();
+        assert_eq!(
+            runs(LatencySource::EventTime),
+            [(1_000, 2), (900, 1), (i64::MAX, 1), (1_000, 1)]
+        );
+        assert_eq!(
+            runs(LatencySource::KafkaTime),
+            [(i64::MIN, 2), (1_100, 2), (1_200, 1)]
+        );
+        assert_eq!(runs(LatencySource::Received), [(5_000, 4), (5_001, 1)]);
+        assert!(times.heap_bytes() < rows.len() * 24);
+
+        let m = Metrics::new();
+        m.record_latencies(6_000, &times);
+        let counts: Vec<u64> = LatencySource::ALL
+            .iter()
+            .map(|s| m.percentiles(*s).count)
+            .collect();
+        assert_eq!(counts, [5, 3, 5], "every row with a known time, once");
+        let received = m.percentiles(LatencySource::Received);
+        assert!((received.max - 1_000.0).abs() < 2.0, "{}", received.max);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("normlake_latency_seconds_count{from=\"kafka_time\"} 3"),
+            "{text}"
+        );
     }
 }

@@ -12,7 +12,7 @@ mod process;
 pub mod server;
 
 pub use health::Health;
-pub use metrics::{GaugeShare, LatencySource, Metrics};
+pub use metrics::{GaugeShare, LatencySource, Metrics, RowTimes};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

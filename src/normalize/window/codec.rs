@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::stats::{Item, SortedValues, TwoStacks};
 use super::{Bounded, WindowAgg};
+use crate::varint::{put_varint, take_varint};
 
 /// A window's values as one byte string: per value, the difference of its event time from the
 /// one before (zigzag LEB128, a byte or two for steady streams) and its 8 bytes. One string per
@@ -48,34 +49,6 @@ fn decode_deltas(bytes: &[u8]) -> Result<VecDeque<Item>, String> {
         });
     }
     Ok(items.into())
-}
-
-/// Append `d` zigzag LEB128: a byte for differences within ±63, two within ±8191.
-pub(in crate::normalize) fn put_varint(buf: &mut Vec<u8>, d: i64) {
-    let mut z = ((d << 1) ^ (d >> 63)) as u64;
-    while z >= 0x80 {
-        buf.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    buf.push(z as u8);
-}
-
-/// Read what [`put_varint`] wrote at `at`, moving `at` past it.
-pub(in crate::normalize) fn take_varint(bytes: &[u8], at: &mut usize) -> Result<i64, String> {
-    let mut z = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = *bytes.get(*at).ok_or("the values end inside a time")?;
-        *at += 1;
-        if shift > 63 {
-            return Err("a time difference is too long".into());
-        }
-        z |= u64::from(b & 0x7f) << shift;
-        shift += 7;
-        if b < 0x80 {
-            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
-        }
-    }
 }
 
 /// Read 8 little-endian bytes of a float at `at`, moving `at` past them.
