@@ -324,12 +324,14 @@ impl Sink {
         })
     }
 
-    /// Estimated bytes buffered in the open writers (rows not yet encoded into a row group).
+    /// Estimated bytes buffered in the open writers: the in-progress row groups, encoded and
+    /// not (`ArrowWriter::memory_size`, which already counts the encoded pages that
+    /// `in_progress_size` estimates; adding both counted them twice).
     pub fn buffered_bytes(&self) -> usize {
         self.open
             .values()
             .flat_map(|o| o.files.values())
-            .map(|f| f.writer.memory_size() + f.writer.in_progress_size())
+            .map(|f| f.writer.memory_size())
             .sum()
     }
 
