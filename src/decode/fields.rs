@@ -27,11 +27,15 @@ pub(super) enum Role {
 }
 
 /// One level of the configured paths: a name maps to the roles of the field it ends at and to
-/// the names below it. The map is fixed at start (hostile field names cannot grow it), and is
-/// looked up once per field of every record, so it uses a fast hash rather than SipHash.
+/// the names below it. The names are fixed at start (hostile field names cannot grow them) and
+/// looked up once per field of every record. They are kept in the order they were configured,
+/// with a fast hash (not SipHash) from name to place: a reader that passes the place after the
+/// last name it found (`find`) checks that place first, which is one comparison instead of a
+/// hash whenever records list their fields in the configured order.
 #[derive(Debug, Clone, Default)]
 pub(super) struct FieldTree {
-    names: HashMap<String, Node, foldhash::fast::RandomState>,
+    nodes: Vec<(Box<str>, Node)>,
+    places: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,7 +49,8 @@ impl FieldTree {
         let mut level = self;
         let mut names = path.split('.').peekable();
         while let Some(name) = names.next() {
-            let node = level.names.entry(name.to_string()).or_default();
+            let at = level.place(name);
+            let node = &mut level.nodes[at].1;
             if names.peek().is_none() {
                 node.roles.push(role);
                 return;
@@ -54,12 +59,32 @@ impl FieldTree {
         }
     }
 
+    /// Where `name` is, added at the end if it is new.
+    fn place(&mut self, name: &str) -> usize {
+        if let Some(&at) = self.places.get(name) {
+            return at;
+        }
+        self.nodes.push((name.into(), Node::default()));
+        self.places.insert(name.into(), self.nodes.len() - 1);
+        self.nodes.len() - 1
+    }
+
     pub fn get(&self, name: &str) -> Option<&Node> {
-        self.names.get(name)
+        self.places.get(name).map(|&at| &self.nodes[at].1)
+    }
+
+    /// `get`, trying the name at `next` first; `next` moves past the name found.
+    pub fn find(&self, name: &str, next: &mut usize) -> Option<&Node> {
+        let at = match self.nodes.get(*next) {
+            Some((n, _)) if **n == *name => *next,
+            _ => *self.places.get(name)?,
+        };
+        *next = at + 1;
+        Some(&self.nodes[at].1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.nodes.is_empty()
     }
 }
 

@@ -89,7 +89,11 @@ fn read_fields<'de, A: MapAccess<'de>>(
     dec: &Decoder,
     rec: &mut RawRecord,
 ) -> Result<(), A::Error> {
-    while let Some(node) = map.next_key_seed(NameSeed { tree })? {
+    let mut next = 0;
+    while let Some(node) = map.next_key_seed(NameSeed {
+        tree,
+        next: &mut next,
+    })? {
         match node {
             None => {
                 map.next_value::<IgnoredAny>()?;
@@ -100,25 +104,27 @@ fn read_fields<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-/// Maps a name to its node without allocating.
-struct NameSeed<'a> {
+/// Maps a name to its node without allocating. `next` is the place after the name found last
+/// in this object (see `FieldTree::find`).
+struct NameSeed<'a, 'n> {
     tree: &'a FieldTree,
+    next: &'n mut usize,
 }
 
-impl<'de, 'a> DeserializeSeed<'de> for NameSeed<'a> {
+impl<'de, 'a> DeserializeSeed<'de> for NameSeed<'a, '_> {
     type Value = Option<&'a Node>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de, 'a> Visitor<'de> for NameSeed<'a> {
+impl<'de, 'a> Visitor<'de> for NameSeed<'a, '_> {
     type Value = Option<&'a Node>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a field name")
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.tree.get(v))
+        Ok(self.tree.find(v, self.next))
     }
 }
 

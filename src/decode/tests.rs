@@ -642,3 +642,37 @@ mod avro {
         assert_eq!(&*dec.decode(None, &bytes).unwrap().key, "outer");
     }
 }
+
+#[test]
+fn field_lookup_with_a_place_hint_finds_what_the_map_finds() {
+    use super::fields::{FieldTree, Role};
+    let mut tree = FieldTree::default();
+    tree.insert("id", Role::Key);
+    tree.insert("ts", Role::Time);
+    tree.insert("a.b", Role::Feature(0));
+    tree.insert("c", Role::Feature(1));
+    tree.insert("a.d", Role::Feature(2));
+    let roles = |n: Option<&super::fields::Node>| n.map(|n| n.roles.clone());
+    // In the configured order, out of it, with unknown names between, and repeated.
+    for names in [
+        &["id", "ts", "a", "c"][..],
+        &["c", "a", "ts", "id"],
+        &["x", "id", "y", "ts", "ts", "c", "zz", "a"],
+    ] {
+        let mut next = 0;
+        for name in names {
+            assert_eq!(
+                roles(tree.find(name, &mut next)),
+                roles(tree.get(name)),
+                "{name} in {names:?}"
+            );
+        }
+    }
+    let mut next = 0;
+    assert_eq!(roles(tree.find("id", &mut next)), Some(vec![Role::Key]));
+    assert_eq!(next, 1, "moves past the name found");
+    assert!(tree.find("b", &mut next).is_none(), "only the top level");
+    assert_eq!(next, 1, "an unknown name leaves the place");
+    let below = tree.get("a").map(|n| &n.below).expect("a has names below");
+    assert_eq!(roles(below.get("d")), Some(vec![Role::Feature(2)]));
+}
