@@ -522,7 +522,7 @@ impl SourceLoop {
                         topic: topic.clone(),
                         source,
                     })?;
-                marks.insert((self.name(topic), p), w);
+                marks.insert((Self::name(&mut self.names, topic), p), w);
             }
         }
         let mut ends: HashMap<PartitionId, i64> = marks
@@ -559,12 +559,13 @@ impl SourceLoop {
         Ok(())
     }
 
-    fn name(&mut self, topic: &str) -> Arc<str> {
-        match self.names.get(topic) {
+    /// The shared name of `topic`, made once per topic (records carry it without a copy).
+    fn name(names: &mut HashMap<String, Arc<str>>, topic: &str) -> Arc<str> {
+        match names.get(topic) {
             Some(t) => t.clone(),
             None => {
                 let t: Arc<str> = Arc::from(topic);
-                self.names.insert(topic.to_string(), t.clone());
+                names.insert(topic.to_string(), t.clone());
                 t
             }
         }
@@ -595,7 +596,7 @@ impl SourceLoop {
                     break;
                 }
                 Some(Ok(m)) => (
-                    m.topic().to_string(),
+                    Self::name(&mut self.names, m.topic()),
                     m.partition(),
                     m.offset(),
                     m.key().map(<[u8]>::to_vec),
@@ -605,7 +606,6 @@ impl SourceLoop {
             };
             timeout = Duration::ZERO;
             let (topic, partition, offset, key, value, timestamp_ms) = copied;
-            let topic = self.name(&topic);
             if let Some(rem) = &mut self.remaining {
                 let id = (topic.clone(), partition);
                 match rem.get(&id) {
