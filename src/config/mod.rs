@@ -149,13 +149,15 @@ struct LayerSection {
     outputs: Option<Vec<Output>>,
 }
 
-/// How much memory the job may use. Input buffers (librdkafka's queue) and rows waiting in
-/// open files each get a fifth of it, but at most 32 MiB: beyond that a larger prefetch or
-/// larger row groups buy no speed, only resident memory (the broker benchmark reads as fast
-/// with 32 MiB as with 64, at 291 MiB of peak RSS instead of 379; with 16 it was slower). A
-/// fifth is left for the code, the runtime, the allocator and transient batches;
-/// normalization state gets the rest (two fifths of a small budget, 755 MiB of the default
-/// 1 GiB).
+/// How much memory the job may use. Input buffers (librdkafka's queue) get a fifth of it, but
+/// at most 32 MiB: beyond that a larger prefetch buys no speed, only resident memory (the broker
+/// benchmark reads as fast with 32 MiB as with 64, at 291 MiB of peak RSS instead of 379).
+/// Rows waiting in open files and dead letters get a fifth too, but at most 24 MiB (the broker
+/// benchmark, two alternating rounds against 32 MiB: 243–244 MiB of peak RSS with one worker
+/// against 247–255, 244–255 with two against 255–259, at the same speed; with 16 MiB the
+/// pipeline benchmark's row groups were small enough to cost it about 4%). A fifth is left for
+/// the code, the runtime, the allocator and transient batches; normalization state gets the
+/// rest (two fifths of a small budget, 763 MiB of the default 1 GiB).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryConfig {
@@ -171,8 +173,10 @@ impl Default for MemoryConfig {
     }
 }
 
-/// The most the input buffers, and the rows in open files, are given of any budget.
-const BUFFER_CAP: u64 = 32 << 20;
+/// The most the input buffers are given of any budget.
+const INPUT_CAP: u64 = 32 << 20;
+/// The most the rows in open files (and dead letters) are given of any budget.
+const SINK_CAP: u64 = 24 << 20;
 
 /// One worker's shares of the memory budget.
 #[derive(Debug, Clone, Copy)]
@@ -191,10 +195,10 @@ impl MemoryConfig {
         }
     }
     pub fn input_bytes(&self) -> u64 {
-        (self.budget.0 / 5).min(BUFFER_CAP)
+        (self.budget.0 / 5).min(INPUT_CAP)
     }
     pub fn sink_bytes(&self) -> u64 {
-        (self.budget.0 / 5).min(BUFFER_CAP)
+        (self.budget.0 / 5).min(SINK_CAP)
     }
     pub fn state_bytes(&self) -> u64 {
         self.budget.0 - self.budget.0 / 5 - self.input_bytes() - self.sink_bytes()
