@@ -497,11 +497,14 @@ impl Metrics {
     /// Record the latencies of the rows of `times`, committed at `committed_ms`.
     pub fn record_latencies(&self, committed_ms: i64, times: &RowTimes) {
         let now = Instant::now();
+        let histograms = LatencySource::ALL.map(|s| {
+            (self.latency_seconds)
+                .get_or_create(&[("from", s.as_str())])
+                .clone()
+        });
         let mut recent = self.latency.lock();
-        for (source, r) in LatencySource::ALL.iter().zip(recent.iter_mut()) {
-            let h = (self.latency_seconds)
-                .get_or_create(&[("from", source.as_str())])
-                .clone();
+        for ((source, h), r) in (LatencySource::ALL.iter().zip(&histograms)).zip(recent.iter_mut())
+        {
             let window = r.current(now);
             for (t, rows) in times.runs(*source) {
                 if t != i64::MIN {
