@@ -394,8 +394,8 @@ pub fn spawn(
                 commits,
                 stop,
                 remaining: None,
-                ends: HashMap::new(),
-                names: HashMap::new(),
+                ends: FastMap::default(),
+                names: FastMap::default(),
                 seeked,
             };
             s.run(&topics, bounded)
@@ -403,16 +403,20 @@ pub fn spawn(
         .map_err(|e| SourceError::Thread(e.to_string()))
 }
 
+/// The maps every message looks up (its topic's shared name, its partition's end in a bounded
+/// run): hashed with foldhash, as SipHash's DoS resistance buys nothing for broker-given names.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct SourceLoop {
     consumer: Kafka,
     to_processor: SyncSender<SourceEvent>,
     commits: Receiver<CommitRequest>,
     stop: Arc<AtomicBool>,
     /// Bounded mode: end offset (exclusive) of every partition not yet finished.
-    remaining: Option<HashMap<PartitionId, i64>>,
+    remaining: Option<FastMap<PartitionId, i64>>,
     /// Bounded mode: the end of every partition, to read up to again after a seek back.
-    ends: HashMap<PartitionId, i64>,
-    names: HashMap<String, Arc<str>>,
+    ends: FastMap<PartitionId, i64>,
+    names: FastMap<String, Arc<str>>,
     /// Where seeks are reported: a channel of its own, never full, so reporting cannot wait
     /// for a processor that waits for this thread.
     seeked: Sender<Seeked>,
@@ -525,7 +529,7 @@ impl SourceLoop {
                 marks.insert((Self::name(&mut self.names, topic), p), w);
             }
         }
-        let mut ends: HashMap<PartitionId, i64> = marks
+        let mut ends: FastMap<PartitionId, i64> = marks
             .iter()
             .map(|(k, (_, high))| (k.clone(), *high))
             .collect();
@@ -560,7 +564,7 @@ impl SourceLoop {
     }
 
     /// The shared name of `topic`, made once per topic (records carry it without a copy).
-    fn name(names: &mut HashMap<String, Arc<str>>, topic: &str) -> Arc<str> {
+    fn name(names: &mut FastMap<String, Arc<str>>, topic: &str) -> Arc<str> {
         match names.get(topic) {
             Some(t) => t.clone(),
             None => {
