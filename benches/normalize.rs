@@ -6,6 +6,9 @@
 //! Then decoding alone: the same events as JSON and as Avro (Confluent's wire format), in
 //! events per second on one thread.
 //!
+//! Then what waiting for memory costs: the sliding window at that many keys against 100 keys
+//! whose state stays in cache (`-- --only cache`).
+//!
 //! Run: `cargo bench --bench normalize` (optionally `-- --keys N --rounds N`).
 
 use std::time::Instant;
@@ -248,7 +251,39 @@ fn main() {
             best / 1e6
         );
     }
+    if only.is_none() || only.as_deref() == Some("cache") {
+        memory_wait(keys);
+    }
     if only.is_none() || only.as_deref() == Some("decode") {
         decode_bench(arg("--decode-events", 1_000_000));
     }
+}
+
+/// What the state's memory layout costs: `sliding_time(60s)` at `keys` keys against the same
+/// number of events over 100 keys, whose whole state stays in the core's cache. The difference
+/// is the time each event waits for its key's state to come from memory, and bounds what any
+/// layout of the state (or grouping of events by key) could save.
+fn memory_wait(keys: usize) {
+    const CACHED: usize = 100;
+    let (w, m) = (
+        Window::SlidingTime { size_ms: 60_000 },
+        Method::Zscore { ddof: 0, eps: 0.0 },
+    );
+    let events = keys * 180;
+    let median = |k: usize| {
+        let mut r: Vec<f64> = (0..3)
+            .map(|_| bench(w, m, k, events / k).updates_per_s)
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r[1]
+    };
+    let (far, near) = (median(keys), median(CACHED));
+    let ns = |updates_per_s: f64| 1e9 * FEATURES as f64 / updates_per_s;
+    println!(
+        "  memory wait, sliding_time(60s): {:.2} M/s at {keys} keys, {:.2} M/s at {CACHED} keys (state in cache): {:.0} of {:.0} ns an event wait for the key's state",
+        far / 1e6,
+        near / 1e6,
+        ns(far) - ns(near),
+        ns(far)
+    );
 }
