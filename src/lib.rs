@@ -30,7 +30,8 @@
 //! - [`varint`]: zigzag LEB128, the compact form of small signed differences in checkpoints,
 //!   journals and the latency bookkeeping (a leaf).
 //! - [`telemetry`]: logging, Prometheus metrics (latency histograms, watermarks, the process
-//!   series), hdrhistogram percentiles of the last minute, readiness (`telemetry::health`),
+//!   series), the times of rows not committed yet (`telemetry::row_times`), hdrhistogram
+//!   percentiles of the last minute, readiness (`telemetry::health`),
 //!   the HTTP endpoints.
 //! - [`pipeline`]: the wiring; the one place that knows every stage. Each input partition's
 //!   progress, admission rules, idleness and waits are `pipeline::progress`; what the

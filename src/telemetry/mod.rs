@@ -3,16 +3,19 @@
 //! `metrics` holds every figure the job exports (Prometheus counters and gauges updated once
 //! per batch, and hdrhistogram latency percentiles); `health` holds readiness (assignment, a
 //! writable lake, decodable input, the services the job depends on); `server` serves
-//! `/metrics`, `/healthz` and `/readyz`. The progress line reads the same metrics, so the log
-//! and the endpoint never disagree.
+//! `/metrics`, `/healthz` and `/readyz`; `row_times` holds the times of rows not yet committed,
+//! from which `metrics` records their latencies at the commit. The progress line reads the same
+//! metrics, so the log and the endpoint never disagree.
 
 mod health;
 pub mod metrics;
 mod process;
+mod row_times;
 pub mod server;
 
 pub use health::Health;
-pub use metrics::{GaugeShare, LatencySource, Metrics, RowTimes};
+pub use metrics::{GaugeShare, Metrics};
+pub use row_times::{LatencySource, RowTimes};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
