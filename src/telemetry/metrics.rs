@@ -590,13 +590,7 @@ mod tests {
 
     #[test]
     fn committed_row_times_record_every_row_with_a_known_time() {
-        let rows = [
-            [1_000, i64::MIN, 5_000],
-            [1_000, i64::MIN, 5_000],
-            [900, 1_100, 5_000],
-            [i64::MAX, 1_100, 5_000],
-            [1_000, 1_200, 5_001],
-        ];
+        let rows = crate::telemetry::row_times::SAMPLE;
         let mut times = RowTimes::default();
         rows.iter().for_each(|r| times.push(*r));
         let m = Metrics::new();

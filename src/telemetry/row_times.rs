@@ -76,19 +76,24 @@ impl RowTimes {
     }
 }
 
+/// Rows with repeated, falling, extreme and unknown times, for the tests of `RowTimes` and of
+/// recording them.
+#[cfg(test)]
+pub(super) const SAMPLE: [[i64; 3]; 5] = [
+    [1_000, i64::MIN, 5_000],
+    [1_000, i64::MIN, 5_000],
+    [900, 1_100, 5_000],
+    [i64::MAX, 1_100, 5_000],
+    [1_000, 1_200, 5_001],
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn row_times_read_back_in_runs() {
-        let rows = [
-            [1_000, i64::MIN, 5_000],
-            [1_000, i64::MIN, 5_000],
-            [900, 1_100, 5_000],
-            [i64::MAX, 1_100, 5_000],
-            [1_000, 1_200, 5_001],
-        ];
+        let rows = SAMPLE;
         let mut times = RowTimes::default();
         rows.iter().for_each(|r| times.push(*r));
         let runs = |s| times.runs(s).collect::<Vec<_>>();
