@@ -214,20 +214,19 @@ async fn rebalance_with_a_killed_member_and_a_late_joiner(workers: usize) {
         job::wait_committed(&s.lake("group"), &s.topic, &ends, Duration::from_secs(240))
     });
     if let Err(e) = waited {
-        let log = std::fs::read_to_string(s.log("group")).unwrap_or_default();
-        let keep = std::env::temp_dir().join("normlake-rebalance-failure.log");
-        let _ = std::fs::write(&keep, &log);
-        eprintln!("full log kept at {}", keep.display());
-        let tail: Vec<&str> = log.lines().rev().take(80).collect();
-        eprintln!("--- members' log, newest first ---\n{}", tail.join("\n"));
+        keep_members_log(&s.log("group"));
         std::panic::resume_unwind(e);
     }
     for m in members.iter_mut().skip(1) {
         m.terminate();
     }
     for m in members.iter_mut().skip(1) {
+        let stopped = m.wait(Duration::from_secs(60));
+        if stopped != Some(true) {
+            keep_members_log(&s.log("group"));
+        }
         assert_eq!(
-            m.wait(Duration::from_secs(60)),
+            stopped,
             Some(true),
             "a member did not stop cleanly on SIGTERM"
         );
@@ -302,4 +301,15 @@ async fn a_lake_that_cannot_be_written_for_a_while_loses_and_duplicates_nothing(
     let _ = std::fs::copy(s.log("flaky"), "/tmp/flaky.log");
     no_temp_files(&lake);
     job::assert_same(&job::content(&lake), &want);
+}
+
+/// Keep the members' shared log of a failed rebalance run (the test's directory goes away) and
+/// print its newest lines.
+fn keep_members_log(path: &std::path::Path) {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let keep = std::env::temp_dir().join("normlake-rebalance-failure.log");
+    let _ = std::fs::write(&keep, &log);
+    eprintln!("full log kept at {}", keep.display());
+    let tail: Vec<&str> = log.lines().rev().take(80).collect();
+    eprintln!("--- members' log, newest first ---\n{}", tail.join("\n"));
 }
